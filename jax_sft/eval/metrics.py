@@ -14,6 +14,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from jax_sft.eval.compliance import KINDS
+
 # A trace whose repetition score reaches this is counted as looping. Calibrated on the
 # sample rows of the five sources (../shared/datasets): ordinary traces score under 0.1,
 # one that copies a whole draft into its answer 0.19, Raiden's "thinking loop" row (one
@@ -130,3 +132,51 @@ def perplexity(loss: Optional[float]) -> Optional[float]:
     return math.exp(loss)
   except OverflowError:
     return math.inf
+
+
+# --- one summary over all samples -----------------------------------------------------
+
+
+def _rate(flags: Sequence[bool]) -> Optional[float]:
+  return float(np.mean(flags)) if len(flags) else None
+
+
+def _group_summary(samples: Sequence[dict]) -> dict:
+  """Compliance, budget, looping and length figures over a list of sample dicts."""
+  reps = [s["repetition"] for s in samples]
+  return {
+      "n": len(samples),
+      "compliance_rate": _rate([s["ok"] for s in samples]),
+      "hit_budget_rate": _rate([s["hit_budget"] for s in samples]),
+      "looping_rate": _rate([r >= LOOP_THRESHOLD for r in reps]),
+      "repetition_mean": float(np.mean(reps)) if reps else None,
+      "generated_tokens": length_stats([s["generated_tokens"] for s in samples]),
+      "reasoning_tokens": length_stats(
+          [s["reasoning_tokens"] for s in samples if s["reasoning_tokens"] is not None]),
+      "answer_tokens": length_stats(
+          [s["answer_tokens"] for s in samples if s["answer_tokens"] is not None]),
+  }
+
+
+def summarize(samples: Sequence[dict], *, short_answer_max_words: int,
+              heldout_loss: Optional[float] = None,
+              heldout_tokens: Optional[int] = None) -> dict:
+  """The report's numbers from per-sample dicts (see evaluate.score_sample for the keys).
+
+  Returns the overall figures, the count of every compliance kind, answer agreement
+  per source, the same figures per source, and held-out loss and perplexity.
+  """
+  kinds = collections.Counter(s["kind"] for s in samples)
+  by_source: dict[str, list[dict]] = collections.defaultdict(list)
+  for s in samples:
+    by_source[s["source"]].append(s)
+  out = _group_summary(samples)
+  out["kinds"] = {k: kinds.get(k, 0) for k in KINDS}
+  out["answer_agreement"] = answer_agreement(
+      ((s["source"], s["answer"], s["reference_answer"]) for s in samples),
+      short_answer_max_words)
+  out["per_source"] = {src: _group_summary(group) for src, group in sorted(by_source.items())}
+  out["heldout_loss"] = heldout_loss
+  out["heldout_perplexity"] = perplexity(heldout_loss)
+  out["heldout_tokens"] = heldout_tokens
+  return out
