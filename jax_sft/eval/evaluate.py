@@ -21,6 +21,11 @@ from jax_sft import config as config_lib
 from jax_sft.eval import compliance, metrics, report as report_lib
 
 PyTree = Any
+
+
+class EvalError(ValueError):
+  """An evaluation that cannot run: the message names the path or setting."""
+
 # prompt token ids (each starting with BOS) -> generated ids per prompt, as sampled
 GenerateFn = Callable[[Sequence[Sequence[int]]], Sequence[Sequence[int]]]
 
@@ -130,15 +135,17 @@ def heldout_loss(model_cfg, lora_cfg, params: PyTree, lora: Optional[PyTree], da
 
 def load_model(cfg: config_lib.Config, checkpoint: str):
   """(model cfg, lora cfg, params, lora params or None, step or None) from a training run or
-  checkpoint dir; failing that, released weights in any format jax_sft.model.formats reads,
-  with the shape given by `cfg.model`."""
+  checkpoint dir, or from released weights in any format jax_sft.model.formats reads (shaped
+  by `cfg.model`, no adapters). Raises EvalError naming the path when neither fits."""
+  from jax_sft.model import formats
   from jax_sft.train import checkpoint as ckpt_lib
   try:
+    if formats.detect_format(checkpoint) != formats.RUN:
+      return cfg.model, cfg.lora, formats.load_params(checkpoint, cfg.model), None, None
     run_cfg, params, lora = ckpt_lib.load_for_inference(checkpoint)
-  except ckpt_lib.CheckpointError:
-    from jax_sft.model import formats
-    return cfg.model, cfg.lora, formats.load_params(checkpoint, cfg.model), None, None
-  _, step = ckpt_lib.resolve(checkpoint)
+    _, step = ckpt_lib.resolve(checkpoint)
+  except (ValueError, FileNotFoundError) as e:  # CheckpointError is a ValueError
+    raise EvalError(f"cannot load --checkpoint {checkpoint}: {e}") from e
   return run_cfg.model, run_cfg.lora, params, lora, step
 
 
@@ -189,7 +196,7 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
   e = cfg.eval
   records = read_records(cfg.data.output_dir, "eval")[:e.num_prompts]
   if not records:
-    raise ValueError(f"{cfg.data.output_dir}: the prepared 'eval' split is empty;"
+    raise EvalError(f"{cfg.data.output_dir}: the prepared 'eval' split is empty;"
                      " run `jax-sft prepare` with a held-out share")
   tokenizer = Tokenizer(cfg.data.tokenizer)
   out_dir = out_dir or os.path.join(cfg.run_dir, "eval")
@@ -215,7 +222,13 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
   other = None
   if against:
     is_report = against.endswith(".json") or os.path.exists(os.path.join(against, "report.json"))
-    other = report_lib.load(against) if is_report else one(against, generate_fn)
+    if is_report:
+      try:
+        other = report_lib.load(against)
+      except ValueError as e:
+        raise EvalError(f"--against: {e}") from e
+    else:
+      other = one(against, generate_fn)
   json_path, md_path = report_lib.write(result, out_dir, other, e.samples_in_report)
   s = result["summary"]
   log(f"eval: compliance {s['compliance_rate']:.1%}, hit budget {s['hit_budget_rate']:.1%};"
