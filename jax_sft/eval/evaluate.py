@@ -110,23 +110,22 @@ def make_generate_fn(model_cfg, lora_cfg, params: PyTree, lora: Optional[PyTree]
   return generate
 
 
-def heldout_loss(model_cfg, lora_cfg, params: PyTree, lora: Optional[PyTree], data_cfg,
-                 *, batch_size: int, max_batches: int) -> tuple[Optional[float], int]:
-  """(mean token cross-entropy, token count) over up to `max_batches` packed eval batches,
-  with the trainer's own loss (jax_sft.train.step.loss_terms); (None, 0) without data."""
+def heldout_loss(cfg: config_lib.Config, model_cfg, lora_cfg, params: PyTree,
+                 lora: Optional[PyTree], max_batches: int) -> tuple[Optional[float], int]:
+  """(mean token cross-entropy, token count) over the first `max_batches` packed eval
+  batches: the trainer's own batches (train.data_feed.eval_batches) and loss
+  (train.step.loss_terms), so the figure matches the training log's eval loss."""
   import jax
-  from jax_sft.data import loader
   from jax_sft.model.gemma import Transformer
+  from jax_sft.train import data_feed
   from jax_sft.train.step import loss_terms
 
   model = Transformer(model_cfg, lora_cfg if lora is not None else None)
   step = jax.jit(lambda p, l, b: loss_terms(model, model_cfg, p, l, b))
-  it = loader.make_iterator(data_cfg, "eval", batch_size, data_cfg.max_seq_len, epochs=1,
-                            seed=0, shuffle=False)
+  feed_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                                eval_batches=max_batches))
   loss_sum, count = 0.0, 0
-  for i, batch in enumerate(it):
-    if i >= max_batches:
-      break
+  for batch in data_feed.eval_batches(feed_cfg):
     s, c = step(params, lora, batch)
     loss_sum += float(s)
     count += int(c)
@@ -211,8 +210,7 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
     samples = run_prompts(records, tokenizer, gen, e.max_new_tokens)
     loss, tokens = (None, 0)
     if e.loss_batches:
-      loss, tokens = heldout_loss(model_cfg, lora_cfg, params, lora, cfg.data,
-                                  batch_size=e.batch_size, max_batches=e.loss_batches)
+      loss, tokens = heldout_loss(cfg, model_cfg, lora_cfg, params, lora, e.loss_batches)
     name = path if step is None else f"{path} (step {step})"
     return build_report(name, samples, max_new_tokens=e.max_new_tokens,
                         short_answer_max_words=e.short_answer_max_words, loss=loss,
