@@ -17,14 +17,60 @@ class SourceConfig:
   count: int = 0  # target number of kept rows; 0 = all that pass
   streaming: bool = False
   license: str = ""
+  # Streaming sources only: stop once count * oversample rows pass the row filters
+  # (dedup and token limits come after), or after max_scan rows (0 = no limit).
+  oversample: float = 1.5
+  max_scan: int = 0
+  shuffle_buffer: int = 10_000  # the stream is in upload order; 0 = read in order
+  # Keep only rows whose question mentions one of these words (case-insensitive); [] = all.
+  keywords: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class FilterConfig:
+  """Row filters; each one counts what it drops, per source."""
+
+  english: bool = True
+  min_latin_ratio: float = 0.9  # share of letters in Latin script needed to count as English
+  drop_math: bool = True
+  drop_code: bool = True
+  degenerate: bool = True
+  loop_max_repeats: int = 4  # a sentence seen this many times marks a looping trace
+  min_distinct_ratio: float = 0.5  # distinct / all sentences, for traces of >= 10 sentences
+  min_question_chars: int = 8
+  min_reasoning_chars: int = 20
+  min_answer_chars: int = 1
+
+
+@dataclasses.dataclass
+class DedupConfig:
+  """Exact (normalized question) and near-duplicate (MinHash LSH) dedup, across sources."""
+
+  exact: bool = True
+  near: bool = True
+  threshold: float = 0.8  # estimated Jaccard of question word 3-grams
+  num_perm: int = 64
 
 
 @dataclasses.dataclass
 class DataConfig:
-  """Everything `jax-sft prepare` and the loader need. Extended by the data pipeline."""
+  """Everything `jax-sft prepare` and the loader need."""
 
   sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
   output_dir: str = "data_cache/default"
-  tokenizer: str = ""  # path to a SentencePiece model ("" = the bundled sample tokenizer)
+  tokenizer: str = ""  # SentencePiece model file, Kaggle dir or Keras preset ("" = bundled sample)
   max_seq_len: int = 1024  # packed row length, and the cap on one example's tokens
+  max_target_tokens: int = 768  # cap on the model turn (reasoning + answer); 0 = none
+  long_policy: str = "drop"  # drop | truncate (shorten the trace at a sentence end, keep the answer)
   seed: int = 0
+  system_prompt: str = ""
+  filters: FilterConfig = dataclasses.field(default_factory=FilterConfig)
+  dedup: DedupConfig = dataclasses.field(default_factory=DedupConfig)
+  order: str = "shuffle"  # shuffle | curriculum_length | curriculum_difficulty
+  eval_fraction: float = 0.02  # held out by id hash, so stable as the mix grows
+  num_workers: int = 2  # tokenizer processes (0 = in this process)
+  records_per_shard: int = 10_000
+  preview_rows: int = 20
+  # Loader.
+  packing_bins: int = 64
+  shuffle_loader: bool = True

@@ -1,0 +1,105 @@
+"""Row filters on normalized records: language, math, code, looping traces, short fields.
+
+Each returns a drop reason or "". All are cheap heuristics (regexes and character counts)
+so a 100K-row prepare spends its time in the tokenizer, not here:
+
+    is_english("Why is the sky blue?", 0.9) is True
+    is_english("为什么天空是蓝色的？", 0.9) is False
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from typing import Any
+
+from jax_sft.data.config import FilterConfig
+
+_LETTER_LIMIT = 4000  # characters per field looked at by the script heuristic
+
+
+def latin_ratio(text: str) -> float:
+  """Share of letters that are Latin script (ASCII and Latin-1/Extended, so "café" counts)."""
+  letters = latin = 0
+  for ch in text[:_LETTER_LIMIT]:
+    if ch.isalpha():
+      letters += 1
+      latin += ord(ch) < 0x250
+  return latin / letters if letters else 1.0
+
+
+def is_english(text: str, min_ratio: float) -> bool:
+  """Script-ratio heuristic, not language id: it tells English from CJK/Cyrillic/Arabic
+  text, not from French or German."""
+  return latin_ratio(text) >= min_ratio
+
+
+_MATH_TASK = re.compile(r"math|gsm8k|aqua|arithmetic|algebra", re.I)
+_EQUATION = re.compile(r"\d\s*[-+*/×÷^=]\s*\d|\b[a-z]\s*[-+*/=]\s*\d|\d\s*[*/=]\s*[a-z]\b")
+_MATH_WORDS = re.compile(
+    r"\bhow (much|many)\b|\bsum\b|\btotal\b|\baverage\b|\bpercent|%|\$\s?\d|\bsolve\b|"
+    r"\bcalculate\b|\bcompute\b|\bequation\b|\bdivisible\b|\bintegers?\b|\bprobability\b|"
+    r"\btimes as (many|much)\b|\bspeed\b|\bdiscount|\bprice\b|\bworth\b", re.I)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def looks_math(question: str, metadata: dict[str, Any]) -> bool:
+  """A task named like math, an equation in the question, or 2+ numbers with a math cue word."""
+  if _MATH_TASK.search(str(metadata.get("task", ""))):
+    return True
+  q = question[:_LETTER_LIMIT]
+  if _EQUATION.search(q):
+    return True
+  return len(_NUMBER.findall(q)) >= 2 and bool(_MATH_WORDS.search(q))
+
+
+_CODE_QUESTION = re.compile(
+    r"\b(python|javascript|typescript|java|c\+\+|c#|rust|golang|sql|bash|html|css|regex)\b|"
+    r"\bwrite (a|an) (\w+ )?(function|program|script|class)\b", re.I)
+
+
+def looks_code(question: str, reasoning: str, answer: str) -> bool:
+  """A code fence anywhere, or a question about a programming language or writing a function."""
+  return "```" in answer or "```" in reasoning or "```" in question or bool(_CODE_QUESTION.search(question))
+
+
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def loop_score(trace: str) -> tuple[int, float, int]:
+  """(max repeats of one sentence of 3+ words, distinct/all sentences, sentence count)."""
+  sentences = [" ".join(s.lower().split()) for s in _SENTENCE_SPLIT.split(trace)]
+  sentences = [s for s in sentences if s.count(" ") >= 2]
+  if not sentences:
+    return 0, 1.0, 0
+  counts = collections.Counter(sentences)
+  return max(counts.values()), len(counts) / len(sentences), len(sentences)
+
+
+def is_degenerate(trace: str, cfg: FilterConfig) -> bool:
+  """A trace that loops: one sentence repeated `loop_max_repeats` times, or mostly repeats."""
+  top, distinct, n = loop_score(trace)
+  return top >= cfg.loop_max_repeats or (n >= 10 and distinct < cfg.min_distinct_ratio)
+
+
+def row_filter(rec: dict[str, Any], cfg: FilterConfig, keywords: list[str] = ()) -> str:
+  """The first filter that drops `rec` (a reason such as "non_english"), or "" to keep it."""
+  q, r, a = rec["question"], rec["reasoning"], rec["answer"]
+  if len(q) < cfg.min_question_chars:
+    return "short_question"
+  if len(r) < cfg.min_reasoning_chars:
+    return "short_reasoning"
+  if len(a) < cfg.min_answer_chars:
+    return "short_answer"
+  if cfg.english and not (is_english(q, cfg.min_latin_ratio) and is_english(a, cfg.min_latin_ratio)
+                          and is_english(r, cfg.min_latin_ratio)):
+    return "non_english"
+  if cfg.drop_code and looks_code(q, r, a):
+    return "code"
+  if cfg.drop_math and looks_math(q, rec["metadata"]):
+    return "math"
+  if cfg.degenerate and is_degenerate(r, cfg):
+    return "degenerate_trace"
+  if keywords and not any(k.lower() in q.lower() for k in keywords):
+    return "off_domain"
+  return ""

@@ -1,0 +1,285 @@
+"""`prepare`: sources -> normalized, filtered, deduplicated, mixed, tokenized shards.
+
+Writes under cfg.output_dir: `{split}-*.array_record` shards ('train', 'eval'),
+`{split}.records.jsonl` (the text of each example, same order), `manifest.json`,
+`preview.jsonl`, `dropped.jsonl` (every dropped row: where, id, reason) and `lengths.png`.
+A second run with the same config and inputs reuses the result (same content hash).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from jax_sft.data import dedup as dedup_lib
+from jax_sft.data import encode, filters, mix, normalize, shards, sources, template
+from jax_sft.data.config import DataConfig
+from jax_sft.data.tokenizer import Tokenizer
+
+PIPELINE_VERSION = 1
+SPLITS = ("train", "eval")
+_DROP_EXAMPLES = 3  # per source and reason, in the manifest (all of them are in dropped.jsonl)
+_PARALLEL_MIN = 2000  # below this many rows, worker start-up costs more than it saves
+log = logging.getLogger(__name__)
+
+
+def content_hash(cfg: DataConfig) -> str:
+  """Hash of everything that determines the output: config, input files, tokenizer, code version."""
+  d = dataclasses.asdict(cfg)
+  for k in ("output_dir", "num_workers", "packing_bins", "shuffle_loader"):
+    d.pop(k)
+  tok = Tokenizer(cfg.tokenizer)
+  with open(tok.path, "rb") as f:
+    tok_digest = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+  inputs = {n: sources.input_fingerprint(s, n) for n, s in cfg.sources.items()}
+  blob = json.dumps([PIPELINE_VERSION, d, inputs, tok_digest], sort_keys=True, default=str)
+  return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def load_manifest(output_dir: str) -> dict[str, Any]:
+  """The manifest.json of a prepared output dir."""
+  path = os.path.join(output_dir, "manifest.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: run `jax-sft prepare CONFIG` first")
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def read_records(output_dir: str, split: str) -> list[dict[str, Any]]:
+  """Text records of a split in shard order: id, source, question, reasoning, answer, metadata."""
+  path = os.path.join(output_dir, f"{split}.records.jsonl")
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f]
+
+
+def _reusable(cfg: DataConfig, h: str) -> dict[str, Any] | None:
+  try:
+    m = load_manifest(cfg.output_dir)
+  except (FileNotFoundError, json.JSONDecodeError):
+    return None
+  if m.get("content_hash") != h:
+    return None
+  for split in SPLITS:
+    if not all(os.path.exists(os.path.join(cfg.output_dir, s)) for s in m["splits"][split]["shards"]):
+      return None
+  return m
+
+
+class _Counts:
+  """Per-source counters and the drop log."""
+
+  def __init__(self, drop_file):
+    self.read = collections.Counter()
+    self.dropped: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    self.examples: dict[str, dict[str, list[str]]] = collections.defaultdict(dict)
+    self.truncated = collections.Counter()
+    self._drop_file = drop_file
+
+  def drop(self, source: str, where: str, rid: str, reason: str) -> None:
+    self.dropped[source][reason] += 1
+    ex = self.examples[source].setdefault(reason, [])
+    if len(ex) < _DROP_EXAMPLES:
+      ex.append(where)
+    self._drop_file.write(json.dumps({"source": source, "where": where, "id": rid, "reason": reason},
+                                     ensure_ascii=False) + "\n")
+
+
+def _passing_rows(cfg: DataConfig, counts: _Counts) -> Iterator[dict[str, Any]]:
+  """Normalized records that pass the row filters, source by source (streams stop early)."""
+  for name, src in cfg.sources.items():
+    cap = math.ceil(src.count * src.oversample) if src.streaming and src.count else 0
+    passed = 0
+    for raw in sources.iter_rows(src, name):
+      counts.read[name] += 1
+      rec, why = normalize.normalize(raw, name, src.kind)
+      if rec is not None:
+        why = filters.row_filter(rec, cfg.filters, src.keywords)
+      if why:
+        counts.drop(name, raw.where + (f" ({raw.error})" if raw.error else ""),
+                    rec["id"] if rec else "", why)
+        continue
+      passed += 1
+      yield rec
+      if (cap and passed >= cap) or (src.max_scan and counts.read[name] >= src.max_scan):
+        break
+    log.info("%s: read %d rows, %d passed the row filters", name, counts.read[name], passed)
+
+
+# Tokenizer workers: the tokenizer and config are set once per process.
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg: DataConfig) -> None:
+  _WORKER["cfg"], _WORKER["tok"] = cfg, Tokenizer(cfg.tokenizer)
+
+
+def _encode_chunk(recs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+  out = []
+  for rec in recs:
+    tokens, prompt_len, why = encode.encode_record(rec, _WORKER["tok"], _WORKER["cfg"])
+    out.append((tokens, prompt_len, why, rec["reasoning"], rec["metadata"].get("truncated_trace", False)))
+  return out
+
+
+def _encode_all(recs: list[dict[str, Any]], cfg: DataConfig) -> Iterator[tuple[Any, ...]]:
+  chunks = [recs[i:i + 256] for i in range(0, len(recs), 256)]
+  if cfg.num_workers > 1 and len(recs) >= _PARALLEL_MIN:
+    with multiprocessing.get_context("spawn").Pool(cfg.num_workers, _init_worker, (cfg,)) as pool:
+      for res in pool.imap(_encode_chunk, chunks):
+        yield from res
+  else:
+    _init_worker(cfg)
+    for chunk in chunks:
+      yield from _encode_chunk(chunk)
+
+
+def _percentiles(values: list[int]) -> dict[str, float]:
+  if not values:
+    return {}
+  v = np.asarray(values)
+  return {"p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90)),
+          "p99": float(np.percentile(v, 99)), "max": int(v.max()), "mean": round(float(v.mean()), 1)}
+
+
+def prepare(cfg: DataConfig, force: bool = False) -> dict[str, Any]:
+  """Runs the whole pipeline (or reuses a matching earlier result); returns the manifest."""
+  _validate(cfg)
+  h = content_hash(cfg)
+  if not force and (m := _reusable(cfg, h)) is not None:
+    log.info("reusing %s (content hash %s)", cfg.output_dir, h)
+    return m
+  start = time.time()
+  os.makedirs(cfg.output_dir, exist_ok=True)
+  for old in os.listdir(cfg.output_dir):
+    if old.endswith(".array_record") or old == "manifest.json":
+      os.remove(os.path.join(cfg.output_dir, old))
+  with open(os.path.join(cfg.output_dir, "dropped.jsonl"), "w", encoding="utf-8") as drop_file:
+    counts = _Counts(drop_file)
+    unique = []
+    for rec, why in dedup_lib.dedup(_passing_rows(cfg, counts), cfg.dedup):
+      if why:
+        counts.drop(rec["source"], rec["metadata"]["where"], rec["id"], why)
+      else:
+        unique.append(rec)
+    by_source: dict[str, list[dict[str, Any]]] = {n: [] for n in cfg.sources}
+    for rec, (tokens, prompt_len, why, reasoning, truncated) in zip(unique, _encode_all(unique, cfg)):
+      if why:
+        counts.drop(rec["source"], rec["metadata"]["where"], rec["id"], why)
+        continue
+      if truncated:
+        rec["reasoning"] = reasoning
+        rec["metadata"]["truncated_trace"] = True
+        counts.truncated[rec["source"]] += 1
+      rec["tokens"], rec["prompt_len"] = tokens, prompt_len
+      rec["target_len"] = len(tokens) - prompt_len
+      by_source[rec["source"]].append(rec)
+  notes, chosen = [], {}
+  for name, src in cfg.sources.items():
+    chosen[name], note = mix.draw(by_source[name], name, src.count, cfg.seed)
+    if note:
+      notes.append(note)
+      log.warning(note)
+  split_rows = {s: [] for s in SPLITS}
+  for name in cfg.sources:
+    for rec in chosen[name]:
+      split_rows["eval" if mix.is_eval(rec["id"], cfg.eval_fraction) else "train"].append(rec)
+  manifest = _write_outputs(cfg, h, counts, by_source, chosen, split_rows, notes)
+  manifest["seconds"] = round(time.time() - start, 2)
+  _write_json(os.path.join(cfg.output_dir, "manifest.json"), manifest)
+  return manifest
+
+
+def _write_outputs(cfg, h, counts, by_source, chosen, split_rows, notes) -> dict[str, Any]:
+  out_hash = hashlib.blake2b(digest_size=16)
+  splits = {}
+  for split in SPLITS:
+    rows = mix.order(split_rows[split], cfg.order, cfg.seed)
+    blobs = [shards.serialize(r["tokens"], r["prompt_len"], r["id"], r["source"]) for r in rows]
+    for b in blobs:
+      out_hash.update(hashlib.blake2b(b, digest_size=16).digest())
+    names = shards.write_shards(cfg.output_dir, split, blobs, cfg.records_per_shard)
+    with open(os.path.join(cfg.output_dir, f"{split}.records.jsonl"), "w", encoding="utf-8") as f:
+      for r in rows:
+        f.write(json.dumps({k: r[k] for k in ("id", "source", "question", "reasoning", "answer", "metadata")},
+                           ensure_ascii=False) + "\n")
+    splits[split] = {"examples": len(rows), "tokens": int(sum(len(r["tokens"]) for r in rows)),
+                     "shards": names}
+    if split == "train":
+      with open(os.path.join(cfg.output_dir, "preview.jsonl"), "w", encoding="utf-8") as f:
+        for r in rows[:cfg.preview_rows]:
+          text = template.render_example(r["question"], r["reasoning"], r["answer"])
+          f.write(json.dumps({"id": r["id"], "source": r["source"], "text": text}, ensure_ascii=False) + "\n")
+  per_source = {}
+  for name, src in cfg.sources.items():
+    dropped = dict(sorted(counts.dropped[name].items()))
+    per_source[name] = {
+        "kind": src.kind, "path": src.path, "license": src.license or "unknown (set sources.<name>.license)",
+        "asked": src.count, "read": counts.read[name], "passed": len(by_source[name]),
+        "kept": len(chosen[name]), "unused_by_mix": len(by_source[name]) - len(chosen[name]),
+        "dropped": dropped, "dropped_total": sum(dropped.values()), "truncated": counts.truncated[name],
+        "train": sum(r["source"] == name for r in split_rows["train"]),
+        "eval": sum(r["source"] == name for r in split_rows["eval"]),
+        "tokens": _percentiles([len(r["tokens"]) for r in chosen[name]]),
+        "model_turn_tokens": _percentiles([r["target_len"] for r in chosen[name]]),
+        "drop_examples": counts.examples[name],
+    }
+  _histogram(cfg.output_dir, chosen)
+  tok = Tokenizer(cfg.tokenizer)
+  return {
+      "content_hash": h, "output_hash": out_hash.hexdigest(), "pipeline_version": PIPELINE_VERSION,
+      "tokenizer": tok.path, "vocab_size": tok.vocab_size, "max_seq_len": cfg.max_seq_len,
+      "max_target_tokens": cfg.max_target_tokens, "long_policy": cfg.long_policy, "seed": cfg.seed,
+      "order": cfg.order, "splits": splits, "sources": per_source, "notes": notes,
+      "licenses": {n: per_source[n]["license"] for n in per_source},
+  }
+
+
+def _histogram(output_dir: str, chosen: dict[str, list[dict[str, Any]]]) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  for name, rows in chosen.items():
+    if rows:
+      ax.hist([len(r["tokens"]) for r in rows], bins=40, alpha=0.5, label=f"{name} ({len(rows)})")
+  ax.set_xlabel("tokens per example")
+  ax.set_ylabel("examples")
+  ax.set_title("Token lengths per source")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(output_dir, "lengths.png"), dpi=80)
+  plt.close(fig)
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=2, ensure_ascii=False)
+  os.replace(tmp, path)
+
+
+def _validate(cfg: DataConfig) -> None:
+  if not cfg.sources:
+    raise sources.DataError("data.sources is empty: name at least one source")
+  for name, src in cfg.sources.items():
+    if src.kind not in sources.KINDS:
+      raise sources.DataError(f"data.sources.{name}.kind: {src.kind!r} is not one of {', '.join(sources.KINDS)}")
+    if not src.path:
+      raise sources.DataError(f"data.sources.{name}.path is empty")
+  if cfg.long_policy not in ("drop", "truncate"):
+    raise sources.DataError(f"data.long_policy: {cfg.long_policy!r} is not drop or truncate")
+  if cfg.order not in ("shuffle", "curriculum_length", "curriculum_difficulty"):
+    raise sources.DataError(f"data.order: {cfg.order!r} is not shuffle, curriculum_length or curriculum_difficulty")
+  if not 0 <= cfg.eval_fraction < 1:
+    raise sources.DataError(f"data.eval_fraction: {cfg.eval_fraction} is not in [0, 1)")
