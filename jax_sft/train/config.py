@@ -13,6 +13,9 @@ class MeshConfig:
   data: int = 1
   fsdp: int = -1
   tensor: int = 1
+  # Multi-host: None = detect (TPU pod slice / cluster env vars), True = always
+  # call jax.distributed.initialize(), False = never.
+  distributed: Optional[bool] = None
 
 
 @dataclasses.dataclass
@@ -26,20 +29,32 @@ class TrainConfig:
   weight_decay: float = 0.01
   warmup_ratio: float = 0.1
   schedule: str = "cosine"  # cosine | linear | constant
-  grad_clip: float = 1.0
-  grad_accum: int = 1
+  end_lr_ratio: float = 0.0  # the schedule decays to learning_rate * end_lr_ratio
+  grad_clip: float = 1.0  # 0 = no clipping
+  grad_accum: int = 1  # micro-batches per step; batch_size must divide by it
+  adam_b1: float = 0.9
+  adam_b2: float = 0.999
+  adam_eps: float = 1e-8
+  shuffle: bool = True
   log_every: int = 10
-  eval_every: int = 0
+  eval_every: int = 0  # steps; 0 = only at the end
   eval_batches: int = 4
   time_budget: Optional[str] = None  # e.g. "8h30m"
+  # Warm start: another run's checkpoint (read-only is fine); new schedule and data.
+  init_from: Optional[str] = None
+  init_optimizer: bool = False  # also take the optimizer state from init_from
+  generations_at_end: int = 3  # sample this many eval prompts after training
+  generation_max_new_tokens: int = 48
 
 
 @dataclasses.dataclass
 class CheckpointConfig:
   """Orbax checkpointing: cadence, retention, and the compile cache."""
 
+  directory: Optional[str] = None  # None = {run_dir}/checkpoints
   every_steps: int = 500
   every_minutes: float = 30.0
   keep: int = 3
   async_save: bool = True
+  save_at_end: bool = True
   compilation_cache_dir: Optional[str] = None

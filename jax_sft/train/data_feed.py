@@ -1,0 +1,96 @@
+"""Between the data pipeline and the step: steps per run, iterators, device batches.
+
+Every process reads the same global stream and feeds only its own rows to the global
+array (jax.make_array_from_process_local_data). Packing is cheap next to a train step,
+and it buys exactness: the losses do not depend on the number of processes, and a run
+resumed on a different host count continues the very same stream.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Iterator
+
+import numpy as np
+
+from jax_sft import config as config_lib
+from jax_sft.train import mesh as mesh_lib
+
+KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions")
+
+
+def prepare(cfg: config_lib.Config) -> dict:
+  """Runs (or reuses) `jax-sft prepare` for cfg.data; returns the manifest."""
+  from jax_sft.data import prepare as prepare_lib
+  return prepare_lib.prepare(cfg.data)
+
+
+def _rows_per_epoch(cfg: config_lib.Config, manifest: dict) -> int:
+  """Packed rows in one epoch of 'train': counted once with the loader, then cached."""
+  key = f"{manifest.get('content_hash', manifest.get('hash', ''))}-{cfg.data.max_seq_len}"
+  cache = os.path.join(cfg.data.output_dir, "packed_rows.json")
+  known = {}
+  if os.path.exists(cache):
+    with open(cache, encoding="utf-8") as f:
+      known = json.load(f)
+  if key in known:
+    return known[key]
+  from jax_sft.data import loader
+  it = loader.make_iterator(cfg.data, "train", 1, cfg.data.max_seq_len, epochs=1,
+                            seed=cfg.seed, shuffle=False)
+  rows = sum(1 for _ in it)
+  known[key] = rows
+  try:
+    with open(cache, "w", encoding="utf-8") as f:
+      json.dump(known, f)
+  except OSError:  # a read-only data dir is fine; we just count again next time
+    pass
+  return rows
+
+
+def total_steps(cfg: config_lib.Config, manifest: dict) -> int:
+  """train.max_steps, or epochs x packed rows / batch size (at least 1)."""
+  if cfg.train.max_steps > 0:
+    return cfg.train.max_steps
+  rows = _rows_per_epoch(cfg, manifest)
+  return max(1, math.floor(cfg.train.epochs * rows / cfg.train.batch_size))
+
+
+def train_iterator(cfg: config_lib.Config, steps: int) -> Iterator[dict]:
+  """The global training stream (Grain iterator, checkpointable), enough epochs for `steps`."""
+  from jax_sft.data import loader
+  epochs = max(1, math.ceil(cfg.train.epochs)) if cfg.train.max_steps <= 0 else None
+  return loader.make_iterator(cfg.data, "train", cfg.train.batch_size, cfg.data.max_seq_len,
+                              epochs=epochs, seed=cfg.seed, shuffle=cfg.train.shuffle)
+
+
+def _pad_rows(batch: dict, rows: int) -> dict:
+  """Pads a short final batch with empty rows (segment 0, no loss)."""
+  n = batch["inputs"].shape[0]
+  if n == rows:
+    return batch
+  return {k: np.concatenate([v, np.zeros((rows - n,) + v.shape[1:], v.dtype)])
+          for k, v in batch.items()}
+
+
+def eval_batches(cfg: config_lib.Config) -> Iterator[dict]:
+  """Up to train.eval_batches batches of the held-out split, in order."""
+  from jax_sft.data import loader
+  try:
+    it = loader.make_iterator(cfg.data, "eval", cfg.train.batch_size, cfg.data.max_seq_len,
+                              epochs=1, seed=cfg.seed, shuffle=False)
+  except FileNotFoundError:
+    return
+  for i, batch in enumerate(it):
+    if i >= cfg.train.eval_batches:
+      break
+    yield _pad_rows({k: np.asarray(batch[k]) for k in KEYS}, cfg.train.batch_size)
+
+
+def to_device(batch: dict, mesh, batch_size: int) -> dict:
+  """This process's rows of a global host batch, as one global sharded array per key."""
+  batch = _pad_rows({k: np.asarray(batch[k]) for k in KEYS}, batch_size)
+  rows = mesh_lib.process_rows(batch_size)
+  return mesh_lib.to_global({k: v[rows] for k, v in batch.items()}, mesh)

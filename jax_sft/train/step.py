@@ -1,0 +1,101 @@
+"""The pure train and eval steps, jitted once with explicit shardings.
+
+`train_step(state, frozen, batch) -> (state, metrics)`: `frozen` is the base model
+under LoRA (never donated, never differentiated) and an empty dict in full fine-tuning.
+The loss is the sum of cross-entropy over loss-masked tokens divided by their count,
+summed over micro-batches first, so accumulation and packing equal one big batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from jax_sft.model.config import ModelConfig
+from jax_sft.train import mesh as mesh_lib
+from jax_sft.train.state import TrainState, replicated
+
+PyTree = Any
+Batch = Mapping[str, jax.Array]
+
+
+def loss_terms(model, model_cfg: ModelConfig, params: PyTree, lora: PyTree | None,
+               batch: Batch) -> tuple[jax.Array, jax.Array]:
+  """(sum of token CE over loss_mask, number of loss tokens) for one batch."""
+  from jax_sft.model.loss import chunked_cross_entropy
+  variables = {"params": params}
+  if lora is not None:
+    variables["lora"] = lora
+  hidden_BTD = model.apply(variables, batch["inputs"], batch["positions"],
+                           batch["segment_ids"], return_hidden=True)
+  return chunked_cross_entropy(
+      hidden_BTD, params["embedder"]["input_embedding"], batch["targets"],
+      batch["loss_mask"], chunk=model_cfg.loss_chunk, final_softcap=model_cfg.final_softcap)
+
+
+def _split_micro(batch: Batch, grad_accum: int) -> Batch:
+  """[B, L] -> [A, B/A, L] taking every A-th row, so each micro-batch keeps the
+  batch's sharding over the data axes (device d's rows stay on device d)."""
+  def split(x):
+    b = x.shape[0]
+    return jnp.swapaxes(x.reshape(b // grad_accum, grad_accum, *x.shape[1:]), 0, 1)
+  return {k: split(v) for k, v in batch.items()}
+
+
+def make_train_step(model, model_cfg: ModelConfig, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, *, lora: bool, grad_accum: int = 1
+                    ) -> Callable[[TrainState, PyTree, Batch], tuple[TrainState, dict]]:
+  """The un-jitted step; `jit_train_step` compiles it with shardings."""
+
+  def micro_loss(trainable, frozen, micro):
+    params, adapters = (frozen, trainable) if lora else (trainable, None)
+    loss_sum, count = loss_terms(model, model_cfg, params, adapters, micro)
+    return loss_sum, count
+
+  grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+  def train_step(state: TrainState, frozen: PyTree, batch: Batch):
+    if grad_accum == 1:
+      (loss_sum, count), grads = grad_fn(state.params, frozen, batch)
+    else:
+      def body(carry, micro):
+        g_acc, l_acc, c_acc = carry
+        (l, c), g = grad_fn(state.params, frozen, micro)
+        return (jax.tree.map(jnp.add, g_acc, g), l_acc + l, c_acc + c), None
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+      (grads, loss_sum, count), _ = jax.lax.scan(body, init, _split_micro(batch, grad_accum))
+    denom = jnp.maximum(count, 1.0)
+    grads = jax.tree.map(lambda g: (g / denom).astype(g.dtype), grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    rng, _ = jax.random.split(state.rng)
+    metrics = {"loss": loss_sum / denom, "loss_tokens": count,
+               "grad_norm": optax.global_norm(grads), "lr": schedule(state.step)}
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng)
+    return new_state, metrics
+
+  return train_step
+
+
+def jit_train_step(step_fn, mesh: Mesh, state_sh: TrainState, frozen_sh: PyTree):
+  """jit with explicit in/out shardings; the state is donated, `frozen` is not."""
+  batch_sh = mesh_lib.batch_sharding(mesh)
+  return jax.jit(step_fn, in_shardings=(state_sh, frozen_sh, batch_sh),
+                 out_shardings=(state_sh, replicated(mesh)), donate_argnums=(0,))
+
+
+def make_eval_step(model, model_cfg: ModelConfig, mesh: Mesh, params_sh: PyTree,
+                   frozen_sh: PyTree, *, lora: bool):
+  """Jitted `eval_step(params, frozen, batch) -> (loss_sum, count)`."""
+
+  def eval_step(trainable, frozen, batch):
+    params, adapters = (frozen, trainable) if lora else (trainable, None)
+    return loss_terms(model, model_cfg, params, adapters, batch)
+
+  return jax.jit(eval_step, in_shardings=(params_sh, frozen_sh, mesh_lib.batch_sharding(mesh)),
+                 out_shardings=replicated(mesh))
