@@ -19,6 +19,7 @@ from jax_sft.model.formats.keras_preset import load_keras_preset
 from jax_sft.model.formats.safetensors_io import load_safetensors, save_safetensors
 from jax_sft.model.formats.shapes import (CheckpointMismatch, check_shapes, expected_shapes,
                                           random_params)
+from jax_sft.model.formats.shapes import flatten as shapes_flatten
 
 __all__ = [
     "CheckpointMismatch", "check_shapes", "config_from_checkpoint", "detect_format",
@@ -35,6 +36,14 @@ def _is_training_run(path: str) -> bool:
           or os.path.isdir(os.path.join(path, "checkpoints")))
 
 
+def _has_run_loader() -> bool:
+  try:
+    from jax_sft.train import checkpoint
+  except ImportError:  # the training package may be absent in a slim install
+    return False
+  return hasattr(checkpoint, "load_for_inference")
+
+
 def detect_format(path: str) -> str:
   """One of 'training_run', 'keras_preset', 'safetensors', 'kaggle_flax'; raises if none fits."""
   path = os.fspath(path)
@@ -44,7 +53,7 @@ def detect_format(path: str) -> str:
     if path.endswith(".safetensors"):
       return HF
     raise ValueError(f"{path}: a file that is not .safetensors; expected a checkpoint directory")
-  if _is_training_run(path):
+  if _is_training_run(path) and _has_run_loader():
     return RUN
   if keras_preset.is_keras_preset(path):
     return KERAS
@@ -68,12 +77,7 @@ def load_params(path: str, cfg: ModelConfig, shardings: Any = None, dtype: Any =
   """
   kind = detect_format(path)
   if kind == RUN:
-    try:
-      from jax_sft.train import checkpoint as run_checkpoint
-    except ImportError as e:
-      raise ValueError(f"{path}: looks like a training run, but jax_sft.train.checkpoint"
-                       f" is not available ({e})") from e
-    return run_checkpoint.load_for_inference(path)
+    return _load_training_run(path, cfg, shardings)
   if kind == KERAS:
     return load_keras_preset(path, cfg, shardings, dtype)
   if kind == HF:
@@ -81,10 +85,28 @@ def load_params(path: str, cfg: ModelConfig, shardings: Any = None, dtype: Any =
   return load_kaggle_flax(path, cfg, shardings, dtype)
 
 
+def _load_training_run(path: str, cfg: ModelConfig, shardings: Any):
+  """A training run's params (LoRA merged), via jax_sft.train.checkpoint; checked against `cfg`."""
+  from jax_sft.model import lora as lora_lib
+  from jax_sft.train import checkpoint as run_checkpoint
+  run_cfg, params, lora = run_checkpoint.load_for_inference(path, shardings)
+  if lora is not None:
+    params = lora_lib.merge(params, lora, run_cfg.model, run_cfg.lora)
+  found = {p: tuple(x.shape) for p, x in shapes_flatten(params).items()}
+  check_shapes(found, cfg, source=path)
+  return params
+
+
 def config_from_checkpoint(path: str) -> Optional[ModelConfig]:
-  """The ModelConfig a checkpoint carries (HF or Keras config.json); None for Orbax dirs."""
+  """The ModelConfig a checkpoint carries (HF/Keras config.json, a run's config); None for Orbax dirs."""
   path = os.fspath(path)
   kind = detect_format(path)
+  if kind == RUN:
+    from jax_sft.train import checkpoint as run_checkpoint
+    if hasattr(run_checkpoint, "config_from_checkpoint") and hasattr(run_checkpoint, "open_read_only"):
+      ckpt, step = run_checkpoint.open_read_only(path)
+      return run_checkpoint.config_from_checkpoint(ckpt, step).model
+    return None
   if kind == KERAS:
     return keras_preset.config_from_keras(keras_preset.read_config(path))
   if kind == HF:

@@ -1,0 +1,69 @@
+"""load_params / config_from_checkpoint: format detection and dispatch, clear errors."""
+
+import types
+
+import numpy as np
+import pytest
+
+from jax_sft.model import formats
+from jax_sft.model.config import LoraConfig, ModelConfig
+
+
+def test_expected_shapes_at_real_size():
+  got = formats.expected_shapes(ModelConfig.gemma2_2b())
+  assert got["embedder/input_embedding"] == (256128, 2304)
+  assert got["layer_25/attn/kv_einsum/w"] == (2, 4, 2304, 256)
+  assert got["layer_0/mlp/gating_einsum/w"] == (2, 2304, 9216)
+  g3 = formats.expected_shapes(ModelConfig.gemma3_1b())
+  assert g3["layer_0/mlp/gating_einsum/w"] == (2, 6912, 1152)
+  assert g3["layer_5/attn/_key_norm/scale"] == (256,)
+  # Parameter count of Gemma 3 1B (the model card's ~1B, 999,885,952 with the embedding).
+  assert sum(int(np.prod(s)) for s in g3.values()) == 999_885_952
+
+
+def test_kaggle_download_layout_and_orbax_has_no_config(tmp_path):
+  cfg = ModelConfig.tiny_gemma1()
+  params = formats.random_params(cfg)
+  # Kaggle: <model>/<variation>/<version>/ holds tokenizer.model and the checkpoint folder.
+  formats.save_kaggle_flax(params, str(tmp_path / "gemma-2b-it"))
+  (tmp_path / "tokenizer.model").write_bytes(b"x")
+  assert formats.detect_format(str(tmp_path)) == "kaggle_flax"
+  assert formats.config_from_checkpoint(str(tmp_path)) is None
+  loaded = formats.load_params(str(tmp_path), cfg)
+  np.testing.assert_array_equal(np.asarray(loaded["final_norm"]["scale"]),
+                                params["final_norm"]["scale"])
+
+
+def test_unknown_directory_and_missing_path(tmp_path):
+  (tmp_path / "notes.txt").write_text("hi")
+  with pytest.raises(ValueError, match="not a recognised checkpoint"):
+    formats.load_params(str(tmp_path), ModelConfig.tiny_gemma1())
+  with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+    formats.load_params(str(tmp_path / "nope"), ModelConfig.tiny_gemma1())
+
+
+def test_training_run_is_delegated_and_lora_merged(tmp_path, monkeypatch):
+  from jax_sft.train import checkpoint as run_checkpoint
+  cfg = ModelConfig.tiny_gemma1()
+  params = formats.random_params(cfg)
+  lora_cfg = LoraConfig(enabled=True, rank=2, alpha=4.0, targets=["query"])
+  q = params["layer_0"]["attn"]["q_einsum"]["w"]
+  n, d, h = q.shape
+  a = np.ones((d, 2), np.float32)  # the model's adapter layout: A (D, r), B (r, N, H)
+  b = np.full((2, n, h), 0.5, np.float32)
+  lora = {"layer_0": {"attn": {"q_einsum": {"a": a, "b": b}}}}
+  run_cfg = types.SimpleNamespace(model=cfg, lora=lora_cfg)
+  seen = {}
+
+  def fake_load(path, shardings=None):
+    seen["path"] = path
+    return run_cfg, params, lora
+
+  monkeypatch.setattr(run_checkpoint, "load_for_inference", fake_load)
+  (tmp_path / "run.yaml").write_text("seed: 0\n")
+  merged = formats.load_params(str(tmp_path), cfg)
+  assert seen["path"] == str(tmp_path)
+  np.testing.assert_allclose(np.asarray(merged["layer_0"]["attn"]["q_einsum"]["w"]),
+                             q + lora_cfg.scale * np.einsum("Dr,rNH->NDH", a, b), rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(merged["layer_1"]["attn"]["q_einsum"]["w"]),
+                                params["layer_1"]["attn"]["q_einsum"]["w"])
