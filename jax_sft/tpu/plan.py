@@ -1,0 +1,235 @@
+"""Will this config fit a TPU slice, and how fast will it go? Answered ahead of time, on a CPU.
+
+The trainer's own jitted train step is lowered with abstract inputs (ShapeDtypeStructs
+carrying their shardings: no weights are allocated) over libtpu's virtual devices for the
+slice and compiled by the TPU compiler. XLA's memory_analysis gives the bytes per device,
+its cost_analysis the FLOPs and the roofline time of one step; the epoch size comes from
+the prepared data (or an estimate), so the plan can say how many epochs fit the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from jax_sft import config as config_lib
+from jax_sft.tpu import topologies
+from jax_sft.tpu import workload
+
+GiB = 2**30
+DEFAULT_BUDGET = "8h30m"  # a Kaggle session less install and export
+_OOM = re.compile(r"RESOURCE_EXHAUSTED|[Rr]an out of memory|exceeds? .*memory", re.S)
+
+
+@dataclasses.dataclass
+class Plan:
+  """What one compile for one slice says, per device (a chip, or a core on v2-v4)."""
+
+  topology: str
+  device_kind: str
+  num_devices: int
+  mesh: dict
+  batch_size: int  # global
+  seq_len: int
+  mode: str  # "full" or "lora"
+  fits: bool
+  hbm_bytes: int  # per device
+  argument_bytes: int = 0
+  output_bytes: int = 0
+  alias_bytes: int = 0
+  temp_bytes: int = 0
+  code_bytes: int = 0
+  total_bytes: int = 0  # argument + output - alias + temp + code
+  flops: float = 0.0  # per device per step, XLA's count (remat recomputation included)
+  optimal_seconds: float = 0.0  # XLA's roofline estimate of one step
+  tokens_per_s: float = 0.0  # global tokens / optimal_seconds: an upper bound
+  epoch: Optional[dict] = None
+  hours_per_epoch: float = 0.0  # at the roofline
+  budget_hours: float = 0.0
+  epochs_in_budget: float = 0.0
+  compile_s: float = 0.0
+  error: str = ""  # the compiler's message when it refused (out of HBM)
+
+  @property
+  def verdict(self) -> str:
+    """A plain sentence: fits or not, and by how much."""
+    used = self.total_bytes / GiB
+    cap = self.hbm_bytes / GiB
+    if self.fits:
+      return f"FITS: {used:.2f} of {cap:.1f} GiB per device ({cap - used:.2f} GiB free)"
+    if self.total_bytes:
+      return f"DOES NOT FIT: {used:.2f} GiB per device > {cap:.1f} GiB"
+    return f"DOES NOT FIT: the TPU compiler ran out of {cap:.1f} GiB HBM ({self.error})"
+
+
+def _with_sharding(abstract, shardings):
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract, shardings)
+
+
+def abstract_train_step(cfg: config_lib.Config, mesh: Mesh):
+  """(jitted train step, its abstract arguments) exactly as the trainer builds them.
+
+  Mirrors jax_sft.train.loop/session, but with jax.eval_shape instead of weights.
+  """
+  from jax_sft.model.gemma import Transformer
+  from jax_sft.train import mesh as mesh_lib
+  from jax_sft.train import optimizer as opt_lib
+  from jax_sft.train import state as state_lib
+  from jax_sft.train import step as step_lib
+  from jax_sft.train import weights
+
+  lora = cfg.lora.enabled
+  total_steps = 1000  # only the schedule's constants depend on it
+  tx = opt_lib.make_optimizer(cfg.train, total_steps)
+  schedule = opt_lib.make_schedule(cfg.train, total_steps)
+  base = weights.abstract_params(cfg)
+  if lora and cfg.lora.base_dtype != "float32":  # weights.load_base casts the frozen base
+    base = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, jnp.dtype(cfg.lora.base_dtype)),
+                        base)
+  base_sh = state_lib.param_shardings(base, mesh)
+  trainable = jax.eval_shape(lambda: weights.init_adapters(cfg, cfg.seed)) if lora else base
+  abstract = jax.eval_shape(lambda p: state_lib.create(p, tx, cfg.seed), trainable)
+  state_sh = state_lib.state_shardings(abstract, tx, mesh)
+  frozen, frozen_sh = (base, base_sh) if lora else ({}, {})
+
+  rows = (cfg.train.batch_size, cfg.data.max_seq_len)
+  batch_sh = mesh_lib.batch_sharding(mesh)
+  dtypes = {"inputs": jnp.int32, "targets": jnp.int32, "loss_mask": jnp.float32,
+            "segment_ids": jnp.int32, "positions": jnp.int32}
+  batch = {k: jax.ShapeDtypeStruct(rows, d, sharding=batch_sh) for k, d in dtypes.items()}
+
+  model = Transformer(cfg.model, cfg.lora if lora else None)
+  step_fn = step_lib.jit_train_step(
+      step_lib.make_train_step(model, cfg.model, tx, schedule, lora=lora,
+                               grad_accum=cfg.train.grad_accum),
+      mesh, state_sh, frozen_sh)
+  args = (_with_sharding(abstract, state_sh), _with_sharding(frozen, frozen_sh), batch)
+  return step_fn, args
+
+
+def make_mesh(cfg: config_lib.Config, topology: topologies.Topology) -> Mesh:
+  """The trainer's mesh from cfg.mesh over the slice's virtual devices; checks the batch."""
+  from jax_sft.train import mesh as mesh_lib
+  mesh = mesh_lib.make_mesh(cfg.mesh, topologies.devices(topology))
+  mesh_lib.check_batch(mesh, cfg.train.batch_size, cfg.train.grad_accum)
+  return mesh
+
+
+def _cost(compiled) -> dict[str, Any]:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return dict(cost or {})
+
+
+def plan(cfg: config_lib.Config, topology: topologies.Topology, *,
+         hbm_gib: Optional[float] = None, time_budget: Optional[str] = None) -> Plan:
+  """Compiles cfg's train step for `topology` and reports memory, speed and epochs.
+
+  `hbm_gib` overrides the HBM per device the verdict compares against.
+  """
+  from jax_sft.train.stopping import parse_duration
+  mesh = make_mesh(cfg, topology)
+  devices = list(mesh.devices.flat)
+  per_device = topology.num_chips / len(devices)  # v2-v4 compile one device per core
+  hbm = int(hbm_gib * GiB) if hbm_gib else int(topology.hbm_bytes_per_chip * per_device)
+  seq = cfg.data.max_seq_len
+  result = Plan(topology=topology.name, device_kind=devices[0].device_kind,
+                num_devices=len(devices), mesh=dict(mesh.shape),
+                batch_size=cfg.train.batch_size, seq_len=seq,
+                mode="lora" if cfg.lora.enabled else "full", fits=False, hbm_bytes=hbm)
+  t0 = time.time()
+  step_fn, args = abstract_train_step(cfg, mesh)
+  try:
+    compiled = step_fn.lower(*args).compile()
+  except Exception as e:  # pylint: disable=broad-except
+    if not _OOM.search(str(e)):
+      raise
+    result.compile_s = time.time() - t0
+    result.error = _short_oom(str(e))
+    return result
+  result.compile_s = time.time() - t0
+
+  mem = compiled.memory_analysis()
+  result.argument_bytes = mem.argument_size_in_bytes
+  result.output_bytes = mem.output_size_in_bytes
+  result.alias_bytes = mem.alias_size_in_bytes
+  result.temp_bytes = mem.temp_size_in_bytes
+  result.code_bytes = mem.generated_code_size_in_bytes
+  result.total_bytes = (result.argument_bytes + result.output_bytes - result.alias_bytes
+                        + result.temp_bytes + result.code_bytes)
+  result.fits = result.total_bytes <= hbm
+
+  cost = _cost(compiled)
+  result.flops = float(cost.get("flops", 0.0))
+  peak = topology.peak_flops_per_chip * per_device
+  result.optimal_seconds = float(cost.get("optimal_seconds", 0.0)) or result.flops / peak
+  tokens_per_step = cfg.train.batch_size * seq
+  if result.optimal_seconds > 0:
+    result.tokens_per_s = tokens_per_step / result.optimal_seconds
+
+  ep = workload.epoch(cfg.data)
+  result.epoch = dataclasses.asdict(ep)
+  budget = time_budget or cfg.train.time_budget or DEFAULT_BUDGET
+  result.budget_hours = parse_duration(budget) / 3600
+  if ep.rows and result.optimal_seconds > 0:
+    steps = math.ceil(ep.rows / cfg.train.batch_size)
+    result.hours_per_epoch = steps * result.optimal_seconds / 3600
+    result.epochs_in_budget = result.budget_hours / result.hours_per_epoch
+  return result
+
+
+def _short_oom(message: str) -> str:
+  """The line of the compiler's out-of-memory message that says how much was needed."""
+  for line in message.splitlines():
+    if "memory" in line.lower() and any(c.isdigit() for c in line):
+      return line.strip()[:300]
+  return message.strip().splitlines()[0][:300]
+
+
+def find_batch(cfg: config_lib.Config, topology: topologies.Topology, *,
+               hbm_gib: Optional[float] = None, max_per_device: int = 64,
+               time_budget: Optional[str] = None, log=print) -> tuple[Optional[Plan], list[Plan]]:
+  """The largest per-device batch that fits: doubling, then bisection (few compiles).
+
+  Returns (best fitting plan or None, every plan tried). grad_accum is kept; the global
+  batch is per-device rows x data-parallel devices x grad_accum.
+  """
+  from jax_sft.train import mesh as mesh_lib
+  ways = mesh_lib.batch_parallelism(mesh_lib.make_mesh(cfg.mesh, topologies.devices(topology)))
+  tried: dict[int, Plan] = {}
+
+  def attempt(per_device: int) -> bool:
+    c = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, batch_size=per_device * ways * cfg.train.grad_accum))
+    p = plan(c, topology, hbm_gib=hbm_gib, time_budget=time_budget)
+    tried[per_device] = p
+    log(f"  per-device batch {per_device:3d}: {p.verdict}")
+    return p.fits
+
+  lo, hi = 0, None  # lo fits (0 = nothing yet), hi does not
+  b = 1
+  while b <= max_per_device:
+    if attempt(b):
+      lo, b = b, b * 2
+    else:
+      hi = b
+      break
+  if hi is None:
+    hi = max_per_device + 1
+  while hi - lo > 1:
+    mid = (lo + hi) // 2
+    if attempt(mid):
+      lo = mid
+    else:
+      hi = mid
+  plans = [tried[k] for k in sorted(tried)]
+  return (tried[lo] if lo else None), plans

@@ -1,0 +1,111 @@
+"""`jax-sft plan`: the real train step compiled by libtpu for a virtual v5e-8 on this CPU."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jax_sft import cli
+from jax_sft import config as config_lib
+from jax_sft.tpu import topologies
+from jax_sft.tpu import workload
+from jax_sft.train import weights
+
+pytestmark = pytest.mark.skipif(
+    not topologies.libtpu_available(),
+    reason="libtpu is not installed (pip install -e '.[tpu]'); it compiles for TPU on CPU")
+
+TINY = {"model": {"preset": "tiny_gemma1"}, "data": {"max_seq_len": 128},
+        "train": {"batch_size": 8}}
+
+
+def _cfg(**over):
+  raw = json.loads(json.dumps(TINY))
+  for section, values in over.items():
+    raw.setdefault(section, {}).update(values)
+  return config_lib.from_dict(raw)
+
+
+def test_topology_table_matches_libtpu():
+  topo = topologies.get("v5e-8")
+  devices = topologies.devices(topo)
+  assert len(devices) == 8 and "v5 lite" in devices[0].device_kind.lower()
+  assert {d.process_index for d in devices} == {0}  # Kaggle's v5e-8 is one host
+  assert len({d.process_index for d in topologies.devices(topologies.get("v5e-16"))}) == 2
+  with pytest.raises(ValueError, match="v5e-8"):
+    topologies.get("v5e-3")
+
+
+def test_plan_full_sft_fits_and_reports_what_xla_measured():
+  from jax_sft.tpu import plan as plan_lib
+  cfg = _cfg(data={"sources": {"core": {"kind": "openo1", "count": 1000}}})
+  p = plan_lib.plan(cfg, topologies.get("v5e-8"))
+  assert p.fits and p.num_devices == 8 and p.mesh == {"data": 1, "fsdp": 8, "tensor": 1}
+  assert p.hbm_bytes == 16 * 2**30
+  # Oracle: params + two AdamW moments (float32), sharded 8 ways where a dim divides by 8,
+  # are all in the arguments; the arguments cannot be smaller than an even 8-way split.
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(
+      weights.abstract_params(cfg)))
+  assert p.argument_bytes >= 3 * 4 * n_params / 8
+  assert p.argument_bytes <= 3 * 4 * n_params + 5 * 4 * 8 * 128 + 2**20
+  assert p.total_bytes == (p.argument_bytes + p.output_bytes - p.alias_bytes + p.temp_bytes
+                           + p.code_bytes)
+  assert p.alias_bytes > 0  # the state is donated: outputs reuse its buffers
+  # XLA's FLOPs per device are at least the 6 x params x tokens rule over 8 devices.
+  assert p.flops >= 6 * n_params * 8 * 128 / 8 * 0.9
+  assert p.optimal_seconds > 0 and p.tokens_per_s == pytest.approx(8 * 128 / p.optimal_seconds)
+  assert p.epoch["source"] == "estimate" and p.epoch["examples"] == 1000
+  assert p.hours_per_epoch > 0 and p.epochs_in_budget == pytest.approx(
+      p.budget_hours / p.hours_per_epoch)
+  assert p.verdict.startswith("FITS")
+
+
+def test_verdict_flips_when_the_batch_is_too_large(capsys, tmp_path):
+  # batch 1024 x 4096 tokens: attention scores alone need ~100 GiB per chip.
+  rc = cli.main(["plan", _write(tmp_path), "train.batch_size=1024", "data.max_seq_len=4096",
+                 "--topology", "v5e-8", "--json"])
+  out = capsys.readouterr().out
+  assert rc == 1
+  report = json.loads(out.strip().splitlines()[-1])
+  assert report["fits"] is False and report["verdict"].startswith("DOES NOT FIT")
+  assert "HBM" in report["error"] or "memory" in report["error"]
+
+
+def test_lora_plan_passes_the_base_in_and_only_adapters_out():
+  from jax_sft.tpu import plan as plan_lib
+  cfg = _cfg(lora={"enabled": True, "rank": 4})
+  p = plan_lib.plan(cfg, topologies.get("v5e-4"))
+  assert p.fits and p.mode == "lora" and p.num_devices == 4
+  # The frozen base (float32, split at most 4 ways) is an argument and never an output.
+  base_bytes = 4 * sum(int(np.prod(x.shape)) for x in jax.tree.leaves(
+      weights.abstract_params(cfg)))
+  assert p.argument_bytes - p.output_bytes >= base_bytes / 4
+
+
+def test_epoch_estimate_caps_targets_and_reads_a_prepared_manifest(tmp_path):
+  cfg = _cfg(data={"max_seq_len": 2048, "sources": {
+      "r": {"kind": "raiden", "count": 100}, "c": {"kind": "cot_collection", "count": 50}}})
+  cfg.data.max_target_tokens = 768
+  ep = workload.epoch(cfg.data)
+  assert ep.source == "estimate" and ep.examples == 150
+  assert ep.tokens == 100 * (120 + 768 + 20) + 50 * (150 + 70 + 20)
+  cfg.data.output_dir = str(tmp_path)
+  (tmp_path / "manifest.json").write_text(json.dumps({"splits": {"train": {"examples": 7}}}))
+  (tmp_path / "packed_rows.json").write_text(json.dumps({"abc-2048": 42}))
+  ep = workload.epoch(cfg.data)
+  assert (ep.source, ep.rows, ep.examples) == ("packed_rows.json", 42, 7)
+
+
+def test_unknown_topology_and_missing_libtpu_messages(capsys, monkeypatch, tmp_path):
+  assert cli.main(["plan", _write(tmp_path), "--topology", "v9-8"]) == 2
+  assert "v5e-8" in capsys.readouterr().err
+  monkeypatch.setattr(topologies, "libtpu_available", lambda: False)
+  assert cli.main(["plan", _write(tmp_path)]) == 2
+  assert 'pip install -e ".[tpu]"' in capsys.readouterr().err
+
+
+def _write(tmp_path) -> str:
+  path = tmp_path / "tiny.yaml"
+  path.write_text(json.dumps(TINY))  # JSON is YAML
+  return str(path)
