@@ -19,6 +19,8 @@ def test_expected_shapes_at_real_size():
   assert g3["layer_5/attn/_key_norm/scale"] == (256,)
   # Parameter count of Gemma 3 1B (the model card's ~1B, 999,885,952 with the embedding).
   assert sum(int(np.prod(s)) for s in g3.values()) == 999_885_952
+  # Gemma 2 2B: the Hub's 2,614,341,888 with 256000 rows, plus Flax's 128 extra rows.
+  assert sum(int(np.prod(s)) for s in got.values()) == 2_614_341_888 + 128 * 2304
 
 
 def test_kaggle_download_layout_and_orbax_has_no_config(tmp_path):
