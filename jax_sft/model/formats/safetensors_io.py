@@ -15,7 +15,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp

@@ -7,7 +7,7 @@ checkpoint can be checked before anything is read or the model is built.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
