@@ -39,6 +39,7 @@ class TrainConfig:
   log_every: int = 10
   eval_every: int = 0  # steps; 0 = only at the end
   eval_batches: int = 4
+  eval_batch_size: int = 0  # rows; 0 = one per data-parallel device
   time_budget: Optional[str] = None  # e.g. "8h30m"
   # Warm start: another run's checkpoint (read-only is fine); new schedule and data.
   init_from: Optional[str] = None

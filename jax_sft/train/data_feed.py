@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -75,18 +75,26 @@ def _pad_rows(batch: dict, rows: int) -> dict:
           for k, v in batch.items()}
 
 
-def eval_batches(cfg: config_lib.Config) -> Iterator[dict]:
-  """Up to train.eval_batches batches of the held-out split, in order."""
+def eval_batch_size(cfg: config_lib.Config, mesh) -> int:
+  """train.eval_batch_size, or one row per data-parallel device (small held-out sets
+  still fill a batch; the loader drops a short last one)."""
+  return cfg.train.eval_batch_size or mesh_lib.batch_parallelism(mesh)
+
+
+def eval_batches(cfg: config_lib.Config, batch_size: Optional[int] = None) -> Iterator[dict]:
+  """Up to train.eval_batches batches of `batch_size` rows (default train.eval_batch_size
+  or 1) of the held-out split, in order."""
   from jax_sft.data import loader
+  batch_size = batch_size or cfg.train.eval_batch_size or 1
   try:
-    it = loader.make_iterator(cfg.data, "eval", cfg.train.batch_size, cfg.data.max_seq_len,
+    it = loader.make_iterator(cfg.data, "eval", batch_size, cfg.data.max_seq_len,
                               epochs=1, seed=cfg.seed, shuffle=False)
   except FileNotFoundError:
     return
   for i, batch in enumerate(it):
     if i >= cfg.train.eval_batches:
       break
-    yield _pad_rows({k: np.asarray(batch[k]) for k in KEYS}, cfg.train.batch_size)
+    yield {k: np.asarray(batch[k]) for k in KEYS}
 
 
 def to_device(batch: dict, mesh, batch_size: int) -> dict:

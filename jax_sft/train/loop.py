@@ -164,9 +164,9 @@ def _train(cfg, stop, resume, init_from, init_optimizer, progress) -> Result:
 def _evaluate(cfg, eval_fn, state, frozen, mesh, writer, step) -> Optional[float]:
   """Token-weighted eval loss and perplexity over the first eval_batches batches."""
   loss_sum, count = 0.0, 0.0
-  for host_batch in data_feed.eval_batches(cfg):
-    s, c = jax.device_get(eval_fn(state.params, frozen,
-                                  data_feed.to_device(host_batch, mesh, cfg.train.batch_size)))
+  rows = data_feed.eval_batch_size(cfg, mesh)
+  for host_batch in data_feed.eval_batches(cfg, rows):
+    s, c = jax.device_get(eval_fn(state.params, frozen, data_feed.to_device(host_batch, mesh, rows)))
     loss_sum, count = loss_sum + float(s), count + float(c)
   if count == 0:
     return None

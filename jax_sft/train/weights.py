@@ -33,11 +33,21 @@ def abstract_params(cfg: config_lib.Config) -> PyTree:
 
 
 def random_params(cfg: config_lib.Config, seed: int, shardings: Optional[PyTree] = None):
-  """Seeded random base params, created in place with `shardings` (jit out_shardings)."""
+  """Seeded random base params, created in place with `shardings` (jit out_shardings).
+
+  Training from scratch (tiny configs): the tied embedding is scaled to std 1/sqrt(D) so
+  the first logits are O(1) rather than O(sqrt(D)) (a first loss near ln V, not 30).
+  """
   from jax_sft.model.gemma import Transformer
   model = Transformer(cfg.model)
   tokens = jnp.zeros((1, 1), jnp.int32)
-  init = lambda rng: model.init(rng, tokens, tokens, tokens + 1)["params"]
+
+  def init(rng):
+    params = model.init(rng, tokens, tokens, tokens + 1)["params"]
+    emb = params["embedder"]["input_embedding"]
+    params["embedder"]["input_embedding"] = emb * jnp.asarray(cfg.model.embed_dim**-0.5, emb.dtype)
+    return params
+
   return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(seed))
 
 
