@@ -152,7 +152,7 @@ train_args() {
   if [[ "$RESUME" == 1 ]]; then args+=(--resume); fi
   if [[ -n "$TIME_BUDGET" ]]; then args+=(--time-budget "$TIME_BUDGET"); fi
   args+=("run_dir=$BUCKET" "checkpoint.compilation_cache_dir=$BUCKET/jax_cache")
-  if [[ -n "$MODEL" ]]; then args+=("model.checkpoint=$MODEL"); fi
+  if [[ -n "$MODEL" ]]; then args+=("model.init_from=$MODEL"); fi
   args+=("${OVERRIDES[@]}")
   printf '%q ' "${args[@]}"
 }

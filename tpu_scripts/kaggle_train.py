@@ -27,7 +27,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GB = 10**9
 # Config key the trainer reads the base weights from.
-BASE_WEIGHTS_KEY = "model.checkpoint"
+BASE_WEIGHTS_KEY = "model.init_from"
 COPY_IGNORE = (".venv", ".git", "runs", "data_cache", "__pycache__", "*.egg-info", ".jax_cache")
 MODEL_NAME_HINTS = {
     "gemma2_2b": ("gemma2", "gemma-2", "2b"),

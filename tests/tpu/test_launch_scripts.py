@@ -162,7 +162,7 @@ def test_kaggle_session_finds_inputs_trains_exports_and_prunes(stand_ins, tmp_pa
   assert train[2].endswith("configs/gemma2_2b_lora_s2_2048.yaml")
   assert train[train.index("--time-budget") + 1] == "8h30m"
   assert train[train.index("--init-from") + 1] == str(prev)
-  assert f"model.checkpoint={model}" in train
+  assert f"model.init_from={model}" in train
   assert f"data.tokenizer={model.parent / 'tokenizer.model'}" in train
   assert f"run_dir={work / 'run'}" in train and "train.epochs=2" in train
   export = [c for c in recorded if c[:2] == ["jax-sft", "export"]][0]

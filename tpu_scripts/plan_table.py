@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Refresh the plan table in docs/tpu.md: `jax-sft plan` for each real config on v5e-8.
+
+  python tpu_scripts/plan_table.py                 # compile every row (minutes each), render
+  python tpu_scripts/plan_table.py --only gemma2_2b_full_s1_2048   # recompile some rows
+  python tpu_scripts/plan_table.py --render-only   # re-render from docs/tpu_plan.jsonl
+
+Each row runs `jax-sft plan --json` in its own process (a full-size compile holds several
+GB) and its JSON line is kept in docs/tpu_plan.jsonl, keyed by row name, so rows can be
+refreshed one at a time. The table goes between the plan-table markers in docs/tpu.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOC = os.path.join(REPO, "docs", "tpu.md")
+RESULTS = os.path.join(REPO, "docs", "tpu_plan.jsonl")
+START, END = "<!-- plan-table:start -->", "<!-- plan-table:end -->"
+GiB = 2**30
+
+# (row name, config, extra overrides). The *_b8 rows use Tunix's setting (global batch 8,
+# one sequence per chip) so the per-chip memory compares with bench/README.md.
+ROWS = [
+    ("gemma2_2b_full_s1_2048", "configs/gemma2_2b_full_s1_2048.yaml", []),
+    ("gemma2_2b_lora_s1_2048", "configs/gemma2_2b_lora_s1_2048.yaml", []),
+    ("gemma2_2b_full_s1_1024", "configs/gemma2_2b_full_s1_1024.yaml", []),
+    ("gemma2_2b_lora_s1_1024", "configs/gemma2_2b_lora_s1_1024.yaml", []),
+    ("gemma3_1b_full_s1_2048", "configs/gemma3_1b_full_s1_2048.yaml", []),
+    ("gemma3_1b_lora_s1_2048", "configs/gemma3_1b_lora_s1_2048.yaml", []),
+    ("gemma2_2b_full_2048_b8", "configs/gemma2_2b_full_s1_2048.yaml", ["train.batch_size=8"]),
+    ("gemma2_2b_full_1024_b8", "configs/gemma2_2b_full_s1_1024.yaml", ["train.batch_size=8"]),
+    ("gemma2_2b_lora_2048_b8", "configs/gemma2_2b_lora_s1_2048.yaml", ["train.batch_size=8"]),
+]
+
+
+def load_results() -> dict[str, dict]:
+  if not os.path.exists(RESULTS):
+    return {}
+  with open(RESULTS, encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return {r["row"]: r for r in rows}
+
+
+def save_results(results: dict[str, dict]) -> None:
+  with open(RESULTS, "w", encoding="utf-8") as f:
+    for name, _, _ in ROWS:
+      if name in results:
+        f.write(json.dumps(results[name]) + "\n")
+
+
+def compile_row(name: str, config: str, overrides: list[str], topology: str) -> dict:
+  """Runs `jax-sft plan --json` for one row; returns its JSON (or the error)."""
+  cmd = [sys.executable, "-m", "jax_sft.cli", "plan", config, *overrides,
+         "--topology", topology, "--json"]
+  print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+  lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+  if not lines:
+    return {"row": name, "config": config, "overrides": overrides,
+            "error": (out.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+  return dict(json.loads(lines[-1]), row=name, config=config, overrides=overrides)
+
+
+def render(results: dict[str, dict]) -> str:
+  """The Markdown table for every row with a result."""
+  head = ("| row | mode | global batch x seq | per chip: args / temp / total GiB | verdict "
+          "| XLA TFLOP/step/chip | roofline tokens/s | h per epoch (roofline) | epochs in 8.5 h |\n"
+          "|---|---|---|---|---|---|---|---|---|\n")
+  body = []
+  for name, _, _ in ROWS:
+    r = results.get(name)
+    if r is None:
+      continue
+    if "error" in r and "fits" not in r:
+      body.append(f"| {name} | | | | plan failed: {r['error']} | | | | |")
+      continue
+    mem = (f"{r['argument_bytes'] / GiB:.2f} / {r['temp_bytes'] / GiB:.2f} / "
+           f"**{r['total_bytes'] / GiB:.2f}**") if r["total_bytes"] else "compiler: out of HBM"
+    verdict = "fits" if r["fits"] else "does not fit"
+    body.append(
+        f"| {name} | {r['mode']} | {r['batch_size']} x {r['seq_len']} | {mem} | {verdict} "
+        f"| {r['flops'] / 1e12:.1f} | {r['tokens_per_s']:,.0f} | {r['hours_per_epoch']:.2f} "
+        f"| {r['epochs_in_budget']:.2f} |")
+  return head + "\n".join(body) + "\n"
+
+
+def write_doc(table: str) -> None:
+  with open(DOC, encoding="utf-8") as f:
+    text = f.read()
+  if START not in text or END not in text:
+    raise SystemExit(f"{DOC}: add the markers {START} and {END} where the table goes")
+  before, rest = text.split(START, 1)
+  _, after = rest.split(END, 1)
+  with open(DOC, "w", encoding="utf-8") as f:
+    f.write(before + START + "\n" + table + END + after)
+
+
+def main() -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--topology", default="v5e-8")
+  p.add_argument("--only", nargs="*", help="row names to recompile (default: all)")
+  p.add_argument("--render-only", action="store_true")
+  args = p.parse_args()
+  results = load_results()
+  if not args.render_only:
+    for name, config, overrides in ROWS:
+      if args.only and name not in args.only:
+        continue
+      results[name] = compile_row(name, config, overrides, args.topology)
+      save_results(results)  # keep finished rows if a later one is interrupted
+  write_doc(render(results))
+  print(render(results))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
