@@ -49,6 +49,8 @@ def _fmt(value: Optional[float], how: str) -> str:
     return "n/a"
   if how == "pct":
     return f"{100 * value:.1f}%"
+  if abs(value) >= 1e6:  # e.g. the perplexity of an untrained model
+    return f"{value:.3g}"
   return f"{value:.{int(how[1:])}f}"
 
 
