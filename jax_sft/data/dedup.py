@@ -36,6 +36,8 @@ def dedup(records: Iterable[dict[str, Any]], cfg: DedupConfig
   """Yields (record, "") for kept records and (record, reason) for duplicates, in order."""
   seen: dict[str, str] = {}
   lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm) if cfg.near else None
+  # Generating the permutations is most of a MinHash's cost: make them once.
+  perms = MinHash(num_perm=cfg.num_perm, seed=1).permutations
   for rec in records:
     norm = normalize_question(rec["question"])
     if cfg.exact:
@@ -44,7 +46,7 @@ def dedup(records: Iterable[dict[str, Any]], cfg: DedupConfig
         continue
       seen[norm] = rec["id"]
     if lsh is not None:
-      mh = MinHash(num_perm=cfg.num_perm, seed=1)
+      mh = MinHash(num_perm=cfg.num_perm, seed=1, permutations=perms)
       mh.update_batch(shingles(norm))
       if lsh.query(mh):
         yield rec, "near_duplicate"

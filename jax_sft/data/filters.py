@@ -18,14 +18,17 @@ from jax_sft.data.config import FilterConfig
 _LETTER_LIMIT = 4000  # characters per field looked at by the script heuristic
 
 
+_LETTER = re.compile(r"[^\W\d_]")
+_NON_LATIN_LETTER = re.compile(r"[^\W\d_\u0000-\u024f]")
+
+
 def latin_ratio(text: str) -> float:
   """Share of letters that are Latin script (ASCII and Latin-1/Extended, so "café" counts)."""
-  letters = latin = 0
-  for ch in text[:_LETTER_LIMIT]:
-    if ch.isalpha():
-      letters += 1
-      latin += ord(ch) < 0x250
-  return latin / letters if letters else 1.0
+  text = text[:_LETTER_LIMIT]
+  if text.isascii():
+    return 1.0
+  letters = len(_LETTER.findall(text))
+  return 1.0 - len(_NON_LATIN_LETTER.findall(text)) / letters if letters else 1.0
 
 
 def is_english(text: str, min_ratio: float) -> bool:
