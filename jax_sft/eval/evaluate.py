@@ -193,7 +193,11 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
   from jax_sft.data.tokenizer import Tokenizer
 
   e = cfg.eval
-  records = read_records(cfg.data.output_dir, "eval")[:e.num_prompts]
+  try:
+    records = read_records(cfg.data.output_dir, "eval")[:e.num_prompts]
+  except FileNotFoundError as err:
+    raise EvalError(f"{cfg.data.output_dir}: no prepared 'eval' split ({err.filename});"
+                    " run `jax-sft prepare CONFIG` first") from err
   if not records:
     raise EvalError(f"{cfg.data.output_dir}: the prepared 'eval' split is empty;"
                      " run `jax-sft prepare` with a held-out share")

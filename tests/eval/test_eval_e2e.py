@@ -30,9 +30,10 @@ def smoke_run(tmp_path_factory):
 
 
 def _eval(root, overrides, out, *extra):
-  argv = ["eval", SMOKE, "--checkpoint", str(root / "run"), "--max-new-tokens", str(BUDGET),
-          "--num-prompts", "4", "--out", str(out), *extra, *overrides,
-          "eval.batch_size=4", "eval.loss_batches=1"]
+  # Overrides right after CONFIG: argparse takes positionals in one run.
+  argv = ["eval", SMOKE, *overrides, "eval.batch_size=4", "eval.loss_batches=1",
+          "--checkpoint", str(root / "run"), "--max-new-tokens", str(BUDGET),
+          "--num-prompts", "4", "--out", str(out), *extra]
   return cli.main(argv)
 
 
@@ -77,7 +78,7 @@ def test_against_an_earlier_report(smoke_run):
 
 def test_bad_checkpoint_path_is_one_clear_line(smoke_run, capsys):
   root, overrides, _ = smoke_run
-  argv = ["eval", SMOKE, "--checkpoint", str(root / "nope"), "--num-prompts", "1", *overrides]
+  argv = ["eval", SMOKE, *overrides, "--checkpoint", str(root / "nope"), "--num-prompts", "1"]
   assert cli.main(argv) == 2
   err = capsys.readouterr().err
   assert "jax-sft eval: cannot load --checkpoint" in err and "nope" in err

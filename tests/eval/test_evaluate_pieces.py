@@ -53,3 +53,21 @@ def test_build_report_renders(tok, tmp_path):
   assert r["summary"]["compliance_rate"] == 1.0
   assert r["summary"]["answer_agreement"]["s"]["exact_match"] == 1.0
   assert "| format compliance | 100.0% |" in open(md).read()
+
+
+def test_cli_without_prepared_data_says_to_prepare(tmp_path, capsys):
+  from jax_sft import cli
+  smoke = __file__.rsplit("/tests/", 1)[0] + "/configs/smoke.yaml"
+  # Overrides come right after CONFIG: argparse takes positionals in one run.
+  rc = cli.main(["eval", smoke, f"data.output_dir={tmp_path}/nodata",
+                 "--checkpoint", str(tmp_path / "run")])
+  assert rc == 2
+  err = capsys.readouterr().err
+  assert "no prepared 'eval' split" in err and "jax-sft prepare" in err and "nodata" in err
+
+
+def test_cli_rejects_a_zero_budget(tmp_path, capsys):
+  from jax_sft import cli
+  smoke = __file__.rsplit("/tests/", 1)[0] + "/configs/smoke.yaml"
+  assert cli.main(["eval", smoke, "--checkpoint", "x", "--max-new-tokens", "0"]) == 2
+  assert "eval.max_new_tokens" in capsys.readouterr().err
