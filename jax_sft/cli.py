@@ -39,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
-  args = parser.parse_args(argv)
+  # Dotted overrides (key.path=value) may come anywhere after CONFIG, even after options.
+  args, extra = parser.parse_known_args(argv)
+  stray = [a for a in extra if a.startswith("-") or "=" not in a]
+  if stray or (extra and not hasattr(args, "overrides")):
+    parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+  if extra:
+    args.overrides = list(args.overrides or []) + extra
   if getattr(args, "_missing", False):
     parser.error(f"`{args.command}` is not available in this build")
   module = importlib.import_module(args._module)
