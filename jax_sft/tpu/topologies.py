@@ -110,8 +110,10 @@ def devices(topology: Topology) -> list:
   """libtpu's virtual devices for the slice (no TPU needed). Raises LibtpuMissing without libtpu."""
   if not libtpu_available():
     raise LibtpuMissing(INSTALL_HINT)
-  # Stops libtpu asking a GCE metadata server that a CPU machine does not have.
+  # Stops libtpu asking a GCE metadata server that a CPU machine does not have, and lets
+  # several processes (parallel tests, a plan beside a plan) load it: we only compile.
   os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies as jax_topologies  # pylint: disable=g-import-not-at-top
   desc = jax_topologies.get_topology_desc(
       platform="tpu", topology_name=topology.libtpu_name,

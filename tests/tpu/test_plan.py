@@ -109,3 +109,21 @@ def _write(tmp_path) -> str:
   path = tmp_path / "tiny.yaml"
   path.write_text(json.dumps(TINY))  # JSON is YAML
   return str(path)
+
+
+def test_find_batch_doubles_then_bisects_to_the_largest_fit(monkeypatch):
+  from jax_sft.tpu import plan as plan_lib
+  tried = []
+
+  def fake_plan(cfg, topology, **_):
+    per_device = cfg.train.batch_size // 8
+    tried.append(per_device)
+    return plan_lib.Plan(topology.name, "TPU v5 lite", 8, {"data": 1, "fsdp": 8, "tensor": 1},
+                         cfg.train.batch_size, 128, "full", fits=per_device <= 11,
+                         hbm_bytes=16 * 2**30, total_bytes=per_device * 2**30)
+
+  monkeypatch.setattr(plan_lib, "plan", fake_plan)
+  best, plans = plan_lib.find_batch(_cfg(), topologies.get("v5e-8"), log=lambda _: None)
+  assert best.batch_size == 11 * 8
+  assert tried == [1, 2, 4, 8, 16, 12, 10, 11]  # 8 compiles, not 16
+  assert [p.batch_size for p in plans] == sorted(8 * t for t in tried)
