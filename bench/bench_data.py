@@ -92,11 +92,12 @@ def main() -> None:
   p = argparse.ArgumentParser()
   p.add_argument("--n", type=int, default=10000)
   p.add_argument("--workers", type=int, default=2)
+  p.add_argument("--max_target_tokens", type=int, default=768)
   p.add_argument("--bins", type=int, default=DataConfig().packing_bins)
   args = p.parse_args()
   with tempfile.TemporaryDirectory() as tmp:
     srcs = write_synthetic(os.path.join(tmp, "raw"), args.n)
-    base = DataConfig(sources=srcs, max_seq_len=2048, max_target_tokens=768, long_policy="truncate",
+    base = DataConfig(sources=srcs, max_seq_len=2048, max_target_tokens=args.max_target_tokens, long_policy="truncate",
                       num_workers=args.workers, packing_bins=args.bins, eval_fraction=0.0, dedup=dataclasses.replace(
                           DataConfig().dedup), output_dir=os.path.join(tmp, "out2048"))
     t0 = time.perf_counter()
@@ -105,7 +106,7 @@ def main() -> None:
     kept = m["splits"]["train"]["examples"]
     read = sum(s["read"] for s in m["sources"].values())
     tps, eff2048 = loader_stats(base, 2048)
-    cfg1024 = dataclasses.replace(base, max_seq_len=1024, max_target_tokens=768,
+    cfg1024 = dataclasses.replace(base, max_seq_len=1024, max_target_tokens=min(args.max_target_tokens, 1024),
                                   output_dir=os.path.join(tmp, "out1024"))
     prepare.prepare(cfg1024, force=True)
     _, eff1024 = loader_stats(cfg1024, 1024)
@@ -116,7 +117,7 @@ def main() -> None:
       "prepare_100k_est_s": round(dt * 100000 / read, 1),
       "truncated": sum(s["truncated"] for s in m["sources"].values()),
       "loader_tokens_per_s": round(tps), "packing_eff_1024": round(eff1024, 4),
-      "packing_eff_2048": round(eff2048, 4), "workers": args.workers, "packing_bins": args.bins,
+      "packing_eff_2048": round(eff2048, 4), "workers": args.workers, "max_target_tokens": args.max_target_tokens, "packing_bins": args.bins,
       "tokenizer": "bundled sample (vocab 1024)"}))
 
 
