@@ -50,6 +50,7 @@ class Plan:
   flops: float = 0.0  # per device per step, XLA's count (remat recomputation included)
   optimal_seconds: float = 0.0  # XLA's roofline estimate of one step
   tokens_per_s: float = 0.0  # global tokens / optimal_seconds: an upper bound
+  roofline: str = ""  # "xla" (cost_analysis optimal_seconds) or "flops/peak"
   epoch: Optional[dict] = None
   hours_per_epoch: float = 0.0  # at the roofline
   budget_hours: float = 0.0
@@ -171,7 +172,12 @@ def plan(cfg: config_lib.Config, topology: topologies.Topology, *,
   cost = _cost(compiled)
   result.flops = float(cost.get("flops", 0.0))
   peak = topology.peak_flops_per_chip * per_device
-  result.optimal_seconds = float(cost.get("optimal_seconds", 0.0)) or result.flops / peak
+  # XLA's roofline; libtpu 0.0.42 returns a negative value for big programs, so fall back
+  # to the FLOP-bound time at the chip's peak (also an upper bound on speed).
+  result.optimal_seconds = float(cost.get("optimal_seconds", 0.0))
+  result.roofline = "xla"
+  if result.optimal_seconds <= 0:
+    result.optimal_seconds, result.roofline = result.flops / peak, "flops/peak"
   tokens_per_step = cfg.train.batch_size * seq
   if result.optimal_seconds > 0:
     result.tokens_per_s = tokens_per_step / result.optimal_seconds

@@ -46,7 +46,7 @@ def describe(p) -> str:
         f"   (aliased {_gib(p.alias_bytes)})",
         f"  temporary {_gib(p.temp_bytes)}   code {_gib(p.code_bytes)}",
         f"  total     {_gib(p.total_bytes)} of {_gib(p.hbm_bytes)} HBM",
-        f"  XLA flops/step {p.flops:.3e}; roofline step {p.optimal_seconds * 1e3:.1f} ms"
+        f"  XLA flops/step {p.flops:.3e}; roofline step ({p.roofline}) {p.optimal_seconds * 1e3:.1f} ms"
         f" -> at most {p.tokens_per_s:,.0f} tokens/s (whole slice)",
     ]
     ep = p.epoch or {}
