@@ -74,7 +74,7 @@ def test_logits_match_keras(pair):
 
   params = params_from_keras_backbone(backbone, cfg)
   positions = np.broadcast_to(np.arange(SEQ, dtype=np.int32), (2, SEQ))
-  got = np.asarray(Transformer(cfg).apply({"params": params}, tokens, positions, padding))
+  got = np.asarray(jax.jit(Transformer(cfg).apply)({"params": params}, tokens, positions, padding))
   valid = padding.astype(bool)
   assert np.abs(want).max() > 1.0  # the comparison is not between near-zero tensors
   np.testing.assert_allclose(got[valid], want[valid], atol=1e-4, rtol=0)
