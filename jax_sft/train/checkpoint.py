@@ -94,7 +94,10 @@ class Checkpointer:
         max_to_keep=None if read_only else cfg.keep, create=not read_only,
         read_only=read_only, enable_async_checkpointing=cfg.async_save and not read_only,
         cleanup_tmp_directories=not read_only)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    handlers = dict(params=ocp.StandardCheckpointHandler(), opt=ocp.StandardCheckpointHandler(),
+                    config=ocp.JsonCheckpointHandler(), meta=ocp.JsonCheckpointHandler(),
+                    data_iter=grain.checkpoint.CheckpointHandler())
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
     self._last_save_time = time.monotonic()
     self._pending: Optional[int] = None
 
@@ -156,8 +159,7 @@ class Checkpointer:
   def check_compatible(self, step: int, cfg: config_lib.Config, params_abstract: PyTree):
     """Raises CheckpointError listing each differing config key and param path."""
     lines = config_diff(self.read_json(step, "config"), cfg)
-    saved = self.manager.item_metadata(step)["params"]
-    lines += tree_diff(saved, params_abstract)
+    lines += tree_diff(self.saved_params_metadata(step), params_abstract)
     if lines:
       raise CheckpointError(
           f"checkpoint {self.directory}/{step} does not fit this run:\n  " + "\n  ".join(lines))
@@ -181,7 +183,15 @@ class Checkpointer:
         data_iter=grain.checkpoint.CheckpointRestore(data_iter)))
 
   def saved_params_metadata(self, step: int) -> PyTree:
-    return self.manager.item_metadata(step)["params"]
+    """The saved params as a nested dict of ShapeDtypeStructs."""
+    out: dict = {}
+    for path, m in jax.tree_util.tree_flatten_with_path(self.manager.item_metadata(step)["params"])[0]:
+      node = out
+      keys = [getattr(k, "key", getattr(k, "name", k)) for k in path]
+      for k in keys[:-1]:
+        node = node.setdefault(k, {})
+      node[keys[-1]] = jax.ShapeDtypeStruct(tuple(m.shape), m.dtype)
+    return out
 
 
 def resolve(path: str) -> tuple[str, Optional[int]]:

@@ -44,6 +44,9 @@ class TrainConfig:
   # Warm start: another run's checkpoint (read-only is fine); new schedule and data.
   init_from: Optional[str] = None
   init_optimizer: bool = False  # also take the optimizer state from init_from
+  # XLA backend optimization level for the trainer's jits; -1 = XLA's default. 0 or 1
+  # compile several times faster on CPU, which dominates tiny runs (tests, smoke).
+  xla_opt_level: int = -1
   generations_at_end: int = 3  # sample this many eval prompts after training
   generation_max_new_tokens: int = 48
 

@@ -13,6 +13,7 @@ import math
 import os
 from typing import Iterator, Optional
 
+import jax
 import numpy as np
 
 from jax_sft import config as config_lib
@@ -95,6 +96,14 @@ def eval_batches(cfg: config_lib.Config, batch_size: Optional[int] = None) -> It
     if i >= cfg.train.eval_batches:
       break
     yield {k: np.asarray(batch[k]) for k in KEYS}
+
+
+def abstract_batch(cfg: config_lib.Config, mesh) -> dict:
+  """ShapeDtypeStructs of one global train batch, for ahead-of-time compilation."""
+  shape = (cfg.train.batch_size, cfg.data.max_seq_len)
+  sh = mesh_lib.batch_sharding(mesh)
+  dtypes = {"loss_mask": np.float32}
+  return {k: jax.ShapeDtypeStruct(shape, dtypes.get(k, np.int32), sharding=sh) for k in KEYS}
 
 
 def to_device(batch: dict, mesh, batch_size: int) -> dict:

@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 from jax_sft import config as config_lib
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import state as state_lib
+from jax_sft.train import step as step_lib
 from jax_sft.train import weights
 
 PyTree = Any
@@ -45,6 +46,7 @@ def build(cfg: config_lib.Config, mesh: Mesh, tx: optax.GradientTransformation,
           init_optimizer: bool, data_iter=None) -> Start:
   """Creates or restores the state on `mesh`; checks compatibility before compiling."""
   lora = cfg.lora.enabled
+  copts = step_lib.compiler_options(cfg.train.xla_opt_level)
   base_abstract = weights.abstract_params(cfg)
   base_sh = state_lib.param_shardings(base_abstract, mesh)
   if lora:
@@ -84,7 +86,7 @@ def build(cfg: config_lib.Config, mesh: Mesh, tx: optax.GradientTransformation,
       frozen = {}
     params = src.restore_params(step, trainable_abstract, state_sh.params)
     state = jax.jit(lambda p: state_lib.create(p, tx, cfg.seed),
-                    out_shardings=state_sh)(params)
+                    out_shardings=state_sh, compiler_options=copts)(params)
     if init_optimizer:
       opt = src.restore_opt(step, _opt_part(abstract), _opt_part(state_sh))
       state = state.replace(opt_state=opt["opt_state"])
@@ -95,12 +97,12 @@ def build(cfg: config_lib.Config, mesh: Mesh, tx: optax.GradientTransformation,
   base = weights.load_base(cfg, shardings=base_sh)
   if lora:
     adapters = jax.jit(lambda: weights.init_adapters(cfg, cfg.seed),
-                       out_shardings=state_sh.params)()
+                       out_shardings=state_sh.params, compiler_options=copts)()
     frozen, trainable = base, adapters
   else:
     frozen, trainable = {}, base
-  state = jax.jit(lambda p: state_lib.create(p, tx, cfg.seed),
-                  out_shardings=state_sh, donate_argnums=(0,) if not lora else ())(trainable)
+  state = jax.jit(lambda p: state_lib.create(p, tx, cfg.seed), out_shardings=state_sh,
+                  donate_argnums=(0,) if not lora else (), compiler_options=copts)(trainable)
   return Start(state, frozen, state_sh, frozen_sh, None,
                note + f"fresh start from {weights.base_reference(cfg)}")
 

@@ -40,7 +40,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def param_shardings(params: PyTree, mesh: Mesh) -> PyTree:
   """NamedShardings for a param (or LoRA) tree from the model's logical-axis rules."""
   from jax_sft.model import sharding as model_sharding  # the model's rules table
-  return model_sharding.param_shardings(params, mesh)
+  return model_sharding.named_shardings(params, mesh)
 
 
 def state_shardings(abstract: TrainState, tx: optax.GradientTransformation,

@@ -46,6 +46,13 @@ def _split_micro(batch: Batch, grad_accum: int) -> Batch:
   return {k: split(v) for k, v in batch.items()}
 
 
+def compiler_options(xla_opt_level: int) -> dict | None:
+  """jit compiler_options for train.xla_opt_level (None = XLA's defaults)."""
+  if xla_opt_level < 0:
+    return None
+  return {"xla_backend_optimization_level": int(xla_opt_level)}
+
+
 def make_train_step(model, model_cfg: ModelConfig, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, *, lora: bool, grad_accum: int = 1
                     ) -> Callable[[TrainState, PyTree, Batch], tuple[TrainState, dict]]:
@@ -82,20 +89,34 @@ def make_train_step(model, model_cfg: ModelConfig, tx: optax.GradientTransformat
   return train_step
 
 
-def jit_train_step(step_fn, mesh: Mesh, state_sh: TrainState, frozen_sh: PyTree):
+def _in_mesh(fn, mesh: Mesh):
+  """`fn` traced inside the mesh and the model's logical-axis rules, so the model's
+  activation constraints (nn.with_logical_constraint) resolve to mesh axes."""
+  import flax.linen as nn
+  from jax_sft.model import sharding as model_sharding
+
+  def wrapped(*args):
+    with mesh, nn.logical_axis_rules(model_sharding.flax_rules()):
+      return fn(*args)
+  return wrapped
+
+
+def jit_train_step(step_fn, mesh: Mesh, state_sh: TrainState, frozen_sh: PyTree,
+                   xla_opt_level: int = -1):
   """jit with explicit in/out shardings; the state is donated, `frozen` is not."""
   batch_sh = mesh_lib.batch_sharding(mesh)
-  return jax.jit(step_fn, in_shardings=(state_sh, frozen_sh, batch_sh),
-                 out_shardings=(state_sh, replicated(mesh)), donate_argnums=(0,))
+  return jax.jit(_in_mesh(step_fn, mesh), in_shardings=(state_sh, frozen_sh, batch_sh),
+                 out_shardings=(state_sh, replicated(mesh)), donate_argnums=(0,),
+                 compiler_options=compiler_options(xla_opt_level))
 
 
 def make_eval_step(model, model_cfg: ModelConfig, mesh: Mesh, params_sh: PyTree,
-                   frozen_sh: PyTree, *, lora: bool):
+                   frozen_sh: PyTree, *, lora: bool, xla_opt_level: int = -1):
   """Jitted `eval_step(params, frozen, batch) -> (loss_sum, count)`."""
 
   def eval_step(trainable, frozen, batch):
     params, adapters = (frozen, trainable) if lora else (trainable, None)
     return loss_terms(model, model_cfg, params, adapters, batch)
 
-  return jax.jit(eval_step, in_shardings=(params_sh, frozen_sh, mesh_lib.batch_sharding(mesh)),
-                 out_shardings=replicated(mesh))
+  return jax.jit(_in_mesh(eval_step, mesh), in_shardings=(params_sh, frozen_sh, mesh_lib.batch_sharding(mesh)),
+                 out_shardings=replicated(mesh), compiler_options=compiler_options(xla_opt_level))

@@ -48,7 +48,9 @@ def random_params(cfg: config_lib.Config, seed: int, shardings: Optional[PyTree]
     params["embedder"]["input_embedding"] = emb * jnp.asarray(cfg.model.embed_dim**-0.5, emb.dtype)
     return params
 
-  return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(seed))
+  from jax_sft.train.step import compiler_options
+  return jax.jit(init, out_shardings=shardings,
+                 compiler_options=compiler_options(cfg.train.xla_opt_level))(jax.random.PRNGKey(seed))
 
 
 def load_base(cfg: config_lib.Config, reference: Optional[str] = None,
