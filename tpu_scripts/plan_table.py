@@ -75,11 +75,14 @@ def render(results: dict[str, dict]) -> str:
           "| XLA TFLOP/step/chip | roofline tokens/s | h per epoch: roofline / at 40% | "
           "epochs in 8.5 h at 40% |\n"
           "|---|---|---|---|---|---|---|---|---|\n")
-  body = []
+  body, notes = [], []
   for name, _, _ in ROWS:
     r = results.get(name)
     if r is None:
       continue
+    if r.get("note"):
+      notes.append(f"{name}: {r['note']}")
+      name += " (note)"
     if "error" in r and "fits" not in r:
       body.append(f"| {name} | | | | plan failed: {r['error']} | | | | |")
       continue
@@ -91,7 +94,8 @@ def render(results: dict[str, dict]) -> str:
         f"| {r['flops'] / 1e12:.1f} | {r['tokens_per_s']:,.0f} "
         f"| {r['hours_per_epoch']:.2f} / {r['hours_per_epoch'] / REAL:.2f} "
         f"| {r['epochs_in_budget'] * REAL:.1f} |")
-  return head + "\n".join(body) + "\n"
+  foot = "".join(f"\n(note) {n}\n" for n in notes)
+  return head + "\n".join(body) + "\n" + foot
 
 
 def write_doc(table: str) -> None:
