@@ -1,0 +1,77 @@
+"""`jax-sft generate`: sample a completion from a checkpoint for one prompt.
+
+    jax-sft generate --checkpoint /kaggle/input/gemma-2/flax/gemma2-2b-it/1 --preset gemma2_2b \
+        --tokenizer /kaggle/input/.../tokenizer.model --prompt "Why is the sky blue?"
+
+The checkpoint may be any format jax_sft.model.formats reads (Kaggle Flax, Keras preset,
+safetensors, a training run). The prompt is wrapped in the Gemma chat template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """Flags of `jax-sft generate`."""
+  parser.add_argument("--checkpoint", required=True, help="checkpoint dir or .safetensors file")
+  parser.add_argument("--config", help="run config YAML (model, lora and data.tokenizer come from it)")
+  parser.add_argument("--preset", help="model preset when neither --config nor the checkpoint says")
+  parser.add_argument("--tokenizer", help="tokenizer.model, Kaggle dir or Keras preset dir")
+  parser.add_argument("--prompt", required=True, help="the user's question (templated for you)")
+  parser.add_argument("--raw", action="store_true", help="send --prompt as is, without the template")
+  parser.add_argument("--max-new-tokens", type=int, default=256)
+  parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+  parser.add_argument("--top-k", type=int, default=0, help="0 = no top-k filter")
+  parser.add_argument("--top-p", type=float, default=1.0)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+
+
+def _model_config(args):
+  from jax_sft.model import config as model_config
+  from jax_sft.model import formats
+  if args.config:
+    from jax_sft.config import load
+    cfg = load(args.config, args.overrides)
+    return cfg.model, cfg.data.tokenizer
+  if args.preset:
+    return model_config.preset(args.preset), ""
+  found = formats.config_from_checkpoint(args.checkpoint)
+  if found is None:
+    raise SystemExit(f"{args.checkpoint}: the checkpoint carries no model config;"
+                     f" pass --preset (one of {sorted(model_config.PRESETS)}) or --config")
+  return found, ""
+
+
+def _tokenizer_path(args, config_tokenizer: str) -> str:
+  if args.tokenizer:
+    return args.tokenizer
+  if config_tokenizer:
+    return config_tokenizer
+  folder = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(args.checkpoint)
+  for rel in ("tokenizer.model", "assets/tokenizer/vocabulary.spm", "../tokenizer.model"):
+    if os.path.exists(os.path.join(folder, rel)):
+      return os.path.join(folder, rel)
+  raise SystemExit(f"no tokenizer found next to {args.checkpoint}; pass --tokenizer")
+
+
+def run(args) -> int:
+  """Load, template, sample, print the completion."""
+  from jax_sft.data.template import render_prompt
+  from jax_sft.data.tokenizer import Tokenizer
+  from jax_sft.model import formats, sampler
+
+  model_cfg, config_tokenizer = _model_config(args)
+  tokenizer = Tokenizer(_tokenizer_path(args, config_tokenizer))
+  params = formats.load_params(args.checkpoint, model_cfg)
+  text = args.prompt if args.raw else render_prompt(args.prompt)
+  prompt_ids = [tokenizer.bos_id] + tokenizer.encode(text)
+  [completion] = sampler.generate(
+      params, model_cfg, [prompt_ids], max_new_tokens=args.max_new_tokens,
+      temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+      stop_ids=(tokenizer.end_of_turn_id, tokenizer.eos_id), pad_id=tokenizer.pad_id)
+  sys.stdout.write(tokenizer.decode(completion) + "\n")
+  return 0
