@@ -28,10 +28,14 @@ def prepare(cfg: config_lib.Config) -> dict:
   return prepare_lib.prepare(cfg.data)
 
 
-def _rows_per_epoch(cfg: config_lib.Config, manifest: dict) -> int:
-  """Packed rows in one epoch of 'train': counted once with the loader, then cached."""
-  key = f"{manifest.get('content_hash', manifest.get('hash', ''))}-{cfg.data.max_seq_len}"
-  cache = os.path.join(cfg.data.output_dir, "packed_rows.json")
+def _batches_available(cfg: config_lib.Config, manifest: dict) -> int:
+  """Batches the train iterator yields over ceil(epochs) epochs (packing decides, so it
+  is counted with the very same iterator settings), cached beside the prepared data."""
+  epochs = max(1, math.ceil(cfg.train.epochs))
+  key = "-".join(str(x) for x in (manifest.get("content_hash", manifest.get("hash", "")),
+                                   cfg.data.max_seq_len, cfg.train.batch_size, cfg.seed,
+                                   cfg.train.shuffle, epochs))
+  cache = os.path.join(cfg.data.output_dir, "batch_counts.json")
   known = {}
   if os.path.exists(cache):
     with open(cache, encoding="utf-8") as f:
@@ -39,24 +43,25 @@ def _rows_per_epoch(cfg: config_lib.Config, manifest: dict) -> int:
   if key in known:
     return known[key]
   from jax_sft.data import loader
-  it = loader.make_iterator(cfg.data, "train", 1, cfg.data.max_seq_len, epochs=1,
-                            seed=cfg.seed, shuffle=False)
-  rows = sum(1 for _ in it)
-  known[key] = rows
+  it = loader.make_iterator(cfg.data, "train", cfg.train.batch_size, cfg.data.max_seq_len,
+                            epochs=epochs, seed=cfg.seed, shuffle=cfg.train.shuffle)
+  count = sum(1 for _ in it)
+  known[key] = count
   try:
     with open(cache, "w", encoding="utf-8") as f:
       json.dump(known, f)
   except OSError:  # a read-only data dir is fine; we just count again next time
     pass
-  return rows
+  return count
 
 
 def total_steps(cfg: config_lib.Config, manifest: dict) -> int:
-  """train.max_steps, or epochs x packed rows / batch size (at least 1)."""
+  """train.max_steps, or the batches in `epochs` epochs of packed rows (at least 1)."""
   if cfg.train.max_steps > 0:
     return cfg.train.max_steps
-  rows = _rows_per_epoch(cfg, manifest)
-  return max(1, math.floor(cfg.train.epochs * rows / cfg.train.batch_size))
+  available = _batches_available(cfg, manifest)
+  epochs = max(1, math.ceil(cfg.train.epochs))
+  return max(1, math.floor(available * cfg.train.epochs / epochs))
 
 
 def train_iterator(cfg: config_lib.Config, steps: int) -> Iterator[dict]:

@@ -114,7 +114,7 @@ def _train(cfg, stop, resume, init_from, init_optimizer, progress) -> Result:
       break
     host_batch = next(train_iter, None)
     if host_batch is None:
-      reason = "data exhausted"
+      reason = "finished: data exhausted"
       break
     t0 = time.perf_counter()
     state, m = step_fn(state, frozen, data_feed.to_device(host_batch, mesh, cfg.train.batch_size))
@@ -154,7 +154,7 @@ def _train(cfg, stop, resume, init_from, init_optimizer, progress) -> Result:
     ckpt.wait()
     log(f"final checkpoint saved in {time.perf_counter() - t_save:.1f}s")
   ckpt.close()
-  if reason == "finished":
+  if reason.startswith("finished"):
     eval_loss = _evaluate(cfg, eval_fn, state, frozen, mesh, writer, step)
     plot = metrics_lib.plot_losses(cfg.run_dir)
     if plot:

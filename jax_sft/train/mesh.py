@@ -8,6 +8,7 @@ config key and are raised before anything compiles.
 from __future__ import annotations
 
 import os
+import re
 from typing import Mapping
 
 import jax
@@ -32,8 +33,11 @@ def maybe_initialize_distributed(cfg: MeshConfig) -> bool:
   """
   want = cfg.distributed
   if want is None:
-    hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-    want = ("," in hosts or "JAX_COORDINATOR_ADDRESS" in os.environ
+    # libtpu may leave a warning sentence in TPU_WORKER_HOSTNAMES: only a list of
+    # two or more hostnames means a multi-host slice.
+    hosts = [h for h in os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]
+    multi_tpu = len(hosts) > 1 and all(re.fullmatch(r"[\w.:-]+", h) for h in hosts)
+    want = (multi_tpu or "JAX_COORDINATOR_ADDRESS" in os.environ
             or int(os.environ.get("SLURM_NTASKS", "1")) > 1)
   if not want or jax.distributed.is_initialized():
     return False

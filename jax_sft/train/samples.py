@@ -24,9 +24,14 @@ def print_generations(cfg: config_lib.Config, model, state, frozen) -> list[str]
   tok = Tokenizer(cfg.data.tokenizer)
   params, lora = (frozen, state.params) if cfg.lora.enabled else (state.params, None)
   params, lora = jax.device_get(params), jax.device_get(lora)
-  prompts = [template.render_prompt(r["question"]) for r in records]
-  outs = sampler.generate_text(model, params, lora, tok, prompts,
-                               max_new_tokens=cfg.train.generation_max_new_tokens)
+  system = getattr(cfg.data, "system_prompt", "")  # the same prompt the data was rendered with
+  prompts = [template.render_prompt(r["question"], system) for r in records]
+  ids = [[tok.bos_id] + tok.encode(p) for p in prompts]
+  new = sampler.generate(params, cfg.model, ids, lora=lora,
+                         lora_config=cfg.lora if lora is not None else None,
+                         max_new_tokens=cfg.train.generation_max_new_tokens,
+                         stop_ids=(tok.end_of_turn_id, tok.eos_id), pad_id=tok.pad_id)
+  outs = [tok.decode(n) for n in new]
   if jax.process_index() == 0:
     for r, out in zip(records, outs):
       print(f"[train] --- {r['id']}\n  Q: {r['question'][:200]}\n  A: {out[:400]}", flush=True)
