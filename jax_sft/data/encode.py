@@ -8,6 +8,7 @@ With long_policy "truncate", a too-long trace is cut at a sentence end so the wh
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any
 
@@ -28,14 +29,38 @@ def _limits(cfg: DataConfig, prompt_len: int) -> int:
   return budget
 
 
-def _target_ids(tok: Tokenizer, reasoning: str, answer: str) -> list[int]:
-  return tok.encode(template.render_target(reasoning, answer) + template.END_OF_TURN)
+class _Target:
+  """Builds the model turn's ids for one record, encoding the answer once.
+
+  When the tokenizer has the four tags as single ids (the sample model), Tokenizer.encode
+  splits on them, so the ids of render_target(trace, answer) + <end_of_turn> are exactly
+  head + encode(trace) + mid + encode(answer) + tail: the trace is encoded on its own and
+  the rest is reused. Otherwise (Gemma, whose vocab lacks the tags) the whole string is encoded.
+  """
+
+  def __init__(self, tok: Tokenizer, answer: str):
+    self.tok, self.answer = tok, answer
+    self.separable = all(tok.is_special(t) for t in template.TAGS + (template.END_OF_TURN,))
+    if self.separable:
+      self.head = tok.encode(template.REASONING_OPEN)
+      self.rest = (tok.encode(template.REASONING_CLOSE + "\n" + template.ANSWER_OPEN) + tok.encode(answer)
+                   + tok.encode(template.ANSWER_CLOSE + template.END_OF_TURN))
+
+  def ids(self, trace: str, trace_ids: list[int] | None = None) -> list[int]:
+    """Target ids for `trace` (trace_ids: its encoding, when already known)."""
+    if self.separable:
+      return self.head + (self.tok.encode(trace) if trace_ids is None else trace_ids) + self.rest
+    return self.tok.encode(template.render_target(trace, self.answer) + template.END_OF_TURN)
+
+  def overhead(self) -> int:
+    """Target length with an empty trace."""
+    return len(self.head) + len(self.rest) if self.separable else len(self.ids(""))
 
 
-# No piece is this long in practice, so a longer text surely exceeds the budget; it is
-# then truncated from a prefix instead of being tokenized whole (Raiden traces run 2-10x
-# past a 768-token budget, and tokenizing them in full dominated prepare's time).
-_MAX_CHARS_PER_TOKEN = 12
+# Characters of trace encoded first when looking for the cut: enough for the budget at
+# ~5 characters per token (Gemma on English prose is ~4, the sample tokenizer ~2.2), so
+# a 10K-character Raiden trace is encoded once over ~4K characters, not in full.
+_WINDOW_CHARS_PER_TOKEN = 5
 
 
 def encode_record(rec: dict[str, Any], tok: Tokenizer, cfg: DataConfig
@@ -44,43 +69,50 @@ def encode_record(rec: dict[str, Any], tok: Tokenizer, cfg: DataConfig
   prompt = [tok.bos_id] + tok.encode(template.render_prompt(rec["question"], cfg.system_prompt))
   budget = _limits(cfg, len(prompt))
   by_turn_cap = bool(cfg.max_target_tokens) and budget == cfg.max_target_tokens
-  target = None
-  if len(rec["reasoning"]) + len(rec["answer"]) <= _MAX_CHARS_PER_TOKEN * max(budget, 0):
-    target = _target_ids(tok, rec["reasoning"], rec["answer"])
+  tgt = _Target(tok, rec["answer"])
+  trace_budget = budget - tgt.overhead()
+  trace = rec["reasoning"]
+  window = len(trace) if trace_budget <= 0 else _WINDOW_CHARS_PER_TOKEN * trace_budget + 256
+  while True:  # encode a prefix of the trace, growing it until it holds more than the budget
+    text = trace[:window]
+    trace_ids = tok.encode(text)
+    if len(trace_ids) > trace_budget or len(text) == len(trace):
+      break
+    window *= 2
+  if len(text) == len(trace) and len(trace_ids) <= trace_budget:
+    target = tgt.ids(trace, trace_ids)
     if len(target) <= budget:
       return np.asarray(prompt + target, np.int32), len(prompt), ""
   if cfg.long_policy != "truncate":
     return None, 0, "too_long_model_turn" if by_turn_cap else "too_long_example"
-  answer_len = len(_target_ids(tok, "", rec["answer"]))
-  if budget - answer_len < MIN_TRACE_TOKENS:
+  if trace_budget < MIN_TRACE_TOKENS:
     return None, 0, "answer_too_long_to_truncate"
-  target = _truncate(rec, tok, budget, budget - answer_len)
+  target = _truncate(rec, tok, tgt, budget, text, trace_ids[:trace_budget])
   if target is None:
     return None, 0, "no_sentence_end_to_truncate"
   return np.asarray(prompt + target, np.int32), len(prompt), ""
 
 
-def _truncate(rec: dict[str, Any], tok: Tokenizer, budget: int, trace_budget: int) -> list[int] | None:
-  """Keeps the most leading sentences whose target fits `budget`.
+def _truncate(rec: dict[str, Any], tok: Tokenizer, tgt: _Target, budget: int, text: str,
+              fitting_ids: list[int]) -> list[int] | None:
+  """Keeps the most leading sentences of `text` whose target fits `budget`.
 
-  Sentence token counts come from one batched call on a prefix of the trace; their sum
-  estimates the prefix's length, then the chosen prefix is encoded exactly and stepped
-  back a sentence at a time while it still does not fit.
+  `fitting_ids` are the first trace tokens that fit; the characters they cover bound the
+  cut, which goes at the last sentence end inside them. That prefix is encoded exactly
+  (a prefix can tokenize differently at its end) and, while it does not fit, cut again
+  inside the tokens that do.
   """
-  text = rec["reasoning"][:_MAX_CHARS_PER_TOKEN * trace_budget]
   ends = [m.start() for m in _SENTENCE_END.finditer(text)]
-  if not ends:
-    return None
-  starts = [0] + ends
-  pieces = [text[a:b] for a, b in zip(starts, ends)]
-  cum = np.cumsum([len(ids) for ids in tok.sp.EncodeAsIds(pieces)])
-  k = int(np.searchsorted(cum, trace_budget, side="right"))  # sentences that fit by estimate
-  while k >= 1:
+  limit = len(tok.decode(fitting_ids))  # characters covered by the fitting tokens
+  while True:
+    k = bisect.bisect_right(ends, limit)
+    if k == 0:
+      return None
     trace = text[:ends[k - 1]].strip()
-    ids = _target_ids(tok, trace, rec["answer"])
+    ids = tgt.ids(trace)
     if len(ids) <= budget:
       rec["reasoning"] = trace
       rec["metadata"]["truncated_trace"] = True
       return ids
-    k -= 1
-  return None
+    ends = ends[:k - 1]
+    limit = min(limit, ends[-1] if ends else 0)

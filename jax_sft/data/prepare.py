@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ PIPELINE_VERSION = 1
 SPLITS = ("train", "eval")
 _DROP_EXAMPLES = 3  # per source and reason, in the manifest (all of them are in dropped.jsonl)
 _PARALLEL_MIN = 2000  # below this many rows, worker start-up costs more than it saves
+_CHUNK = 500  # records per worker task: few, large tasks
 log = logging.getLogger(__name__)
 
 
@@ -124,23 +126,45 @@ def _init_worker(cfg: DataConfig) -> None:
 
 
 def _encode_chunk(recs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+  """(tokens, prompt_len, drop reason, shortened trace or None) per record."""
   out = []
   for rec in recs:
     tokens, prompt_len, why = encode.encode_record(rec, _WORKER["tok"], _WORKER["cfg"])
-    out.append((tokens, prompt_len, why, rec["reasoning"], rec["metadata"].get("truncated_trace", False)))
+    out.append((tokens, prompt_len, why, rec["reasoning"] if rec["metadata"].get("truncated_trace") else None))
   return out
 
 
-def _encode_all(recs: list[dict[str, Any]], cfg: DataConfig) -> Iterator[tuple[Any, ...]]:
-  chunks = [recs[i:i + 256] for i in range(0, len(recs), 256)]
-  if cfg.num_workers > 1 and len(recs) >= _PARALLEL_MIN:
-    with multiprocessing.get_context("spawn").Pool(cfg.num_workers, _init_worker, (cfg,)) as pool:
-      for res in pool.imap(_encode_chunk, chunks):
-        yield from res
-  else:
+def _chunks(recs: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+  chunk = []
+  for rec in recs:
+    chunk.append(rec)
+    if len(chunk) == size:
+      yield chunk
+      chunk = []
+  if chunk:
+    yield chunk
+
+
+def _encode_all(recs: Iterator[dict[str, Any]], cfg: DataConfig) -> list[tuple[Any, ...]]:
+  """Encodes records in order while they are still being read, filtered and deduplicated.
+
+  The first _PARALLEL_MIN records are buffered; if there are more, worker processes start
+  and chunks are handed to them as the reader produces them (a few in flight), so reading
+  in this process overlaps tokenizing in the workers. Results come back in input order.
+  """
+  head = list(itertools.islice(recs, _PARALLEL_MIN))
+  if cfg.num_workers <= 1 or len(head) < _PARALLEL_MIN:
     _init_worker(cfg)
-    for chunk in chunks:
-      yield from _encode_chunk(chunk)
+    return [r for chunk in _chunks(itertools.chain(head, recs), _CHUNK) for r in _encode_chunk(chunk)]
+  out, pending = [], collections.deque()
+  with multiprocessing.get_context("spawn").Pool(cfg.num_workers, _init_worker, (cfg,)) as pool:
+    for chunk in _chunks(itertools.chain(head, recs), _CHUNK):
+      pending.append(pool.apply_async(_encode_chunk, (chunk,)))
+      while len(pending) > 2 * cfg.num_workers:
+        out.extend(pending.popleft().get())
+    while pending:
+      out.extend(pending.popleft().get())
+  return out
 
 
 def _percentiles(values: list[int]) -> dict[str, float]:
@@ -166,18 +190,23 @@ def prepare(cfg: DataConfig, force: bool = False) -> dict[str, Any]:
   with open(os.path.join(cfg.output_dir, "dropped.jsonl"), "w", encoding="utf-8") as drop_file:
     counts = _Counts(drop_file)
     unique = []
-    for rec, why in dedup_lib.dedup(_passing_rows(cfg, counts), cfg.dedup):
-      if why:
-        counts.drop(rec["source"], rec["metadata"]["where"], rec["id"], why)
-      else:
-        unique.append(rec)
+
+    def kept_rows() -> Iterator[dict[str, Any]]:
+      for rec, why in dedup_lib.dedup(_passing_rows(cfg, counts), cfg.dedup):
+        if why:
+          counts.drop(rec["source"], rec["metadata"]["where"], rec["id"], why)
+        else:
+          unique.append(rec)
+          yield rec
+
+    encoded = _encode_all(kept_rows(), cfg)
     by_source: dict[str, list[dict[str, Any]]] = {n: [] for n in cfg.sources}
-    for rec, (tokens, prompt_len, why, reasoning, truncated) in zip(unique, _encode_all(unique, cfg)):
+    for rec, (tokens, prompt_len, why, shortened) in zip(unique, encoded):
       if why:
         counts.drop(rec["source"], rec["metadata"]["where"], rec["id"], why)
         continue
-      if truncated:
-        rec["reasoning"] = reasoning
+      if shortened is not None:
+        rec["reasoning"] = shortened
         rec["metadata"]["truncated_trace"] = True
         counts.truncated[rec["source"]] += 1
       rec["tokens"], rec["prompt_len"] = tokens, prompt_len

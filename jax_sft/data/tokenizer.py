@@ -92,6 +92,11 @@ class Tokenizer:
       raise ValueError(f"{self.path}: the tokenizer has no piece {s!r}; it is not a Gemma tokenizer")
     return self._special[s]
 
+  def is_special(self, s: str) -> bool:
+    """True when `s` (a turn marker or tag) is one id in this model, split out by `encode`."""
+    self.sp  # noqa: B018 (loads)
+    return s in self._special
+
   def encode(self, text: str) -> list[int]:
     """Token ids of `text` (no BOS/EOS added); special strings become their single ids."""
     sp = self.sp
