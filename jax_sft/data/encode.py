@@ -38,13 +38,20 @@ class _Target:
   the rest is reused. Otherwise (Gemma, whose vocab lacks the tags) the whole string is encoded.
   """
 
+  _parts: dict[str, Any] = {}
+
   def __init__(self, tok: Tokenizer, answer: str):
     self.tok, self.answer = tok, answer
-    self.separable = all(tok.is_special(t) for t in template.TAGS + (template.END_OF_TURN,))
+    if tok.path not in self._parts:  # per tokenizer: are the tags single ids, and their ids
+      separable = all(tok.is_special(t) for t in template.TAGS + (template.END_OF_TURN,))
+      self._parts[tok.path] = separable and (
+          tok.encode(template.REASONING_OPEN), tok.encode(template.REASONING_CLOSE + "\n" + template.ANSWER_OPEN),
+          tok.encode(template.ANSWER_CLOSE + template.END_OF_TURN))
+    parts = self._parts[tok.path]
+    self.separable = bool(parts)
     if self.separable:
-      self.head = tok.encode(template.REASONING_OPEN)
-      self.rest = (tok.encode(template.REASONING_CLOSE + "\n" + template.ANSWER_OPEN) + tok.encode(answer)
-                   + tok.encode(template.ANSWER_CLOSE + template.END_OF_TURN))
+      self.head = parts[0]
+      self.rest = parts[1] + tok.encode(answer) + parts[2]
 
   def ids(self, trace: str, trace_ids: list[int] | None = None) -> list[int]:
     """Target ids for `trace` (trace_ids: its encoding, when already known)."""

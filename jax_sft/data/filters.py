@@ -66,13 +66,29 @@ def looks_code(question: str, reasoning: str, answer: str) -> bool:
   return "```" in answer or "```" in reasoning or "```" in question or bool(_CODE_QUESTION.search(question))
 
 
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+def _sentences(trace: str) -> list[str]:
+  """Lowercased sentences of 3+ words, split at newlines and after .!? followed by whitespace.
+
+  A word loop rather than a regex split: the same sentences, ~3x faster on 10K-character
+  traces (this runs on every row, in the reading process).
+  """
+  out = []
+  for line in trace.lower().split("\n"):
+    words = []
+    for w in line.split():
+      words.append(w)
+      if w[-1] in ".!?":
+        if len(words) >= 3:
+          out.append(" ".join(words))
+        words = []
+    if len(words) >= 3:
+      out.append(" ".join(words))
+  return out
 
 
 def loop_score(trace: str) -> tuple[int, float, int]:
   """(max repeats of one sentence of 3+ words, distinct/all sentences, sentence count)."""
-  sentences = [" ".join(s.lower().split()) for s in _SENTENCE_SPLIT.split(trace)]
-  sentences = [s for s in sentences if s.count(" ") >= 2]
+  sentences = _sentences(trace)
   if not sentences:
     return 0, 1.0, 0
   counts = collections.Counter(sentences)

@@ -59,6 +59,7 @@ class Tokenizer:
       self._special = {s: sp.PieceToId(s) for s in SPECIAL_STRINGS
                        if sp.PieceToId(s) != sp.unk_id()}
       self._special_by_id = {i: s for s, i in self._special.items()}
+      self._skip = {sp.bos_id(), sp.eos_id(), sp.pad_id()}
       self._split_re = re.compile("(" + "|".join(re.escape(s) for s in self._special) + ")")
     return self._sp
 
@@ -114,10 +115,12 @@ class Tokenizer:
   def decode(self, ids: Sequence[int]) -> str:
     """Text of `ids`; special ids come back as their strings, BOS/EOS/pad as nothing."""
     sp = self.sp
+    ids = [int(i) for i in ids]
+    if self._special_by_id.keys().isdisjoint(ids) and self._skip.isdisjoint(ids):
+      return sp.DecodeIds(ids)  # the common case, without a Python loop over ids
     out, run = [], []
     skip = {sp.bos_id(), sp.eos_id(), sp.pad_id()}
     for i in ids:
-      i = int(i)
       if i in self._special_by_id:
         if run:
           out.append(sp.DecodeIds(run))
