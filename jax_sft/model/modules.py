@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_sft.model import lora as lora_lib
+from jax_sft.model.config import ModelConfig
 
 # Large negative rather than -inf: a fully masked (padding) row stays finite.
 NEG_INF = -2.3819763e38
@@ -95,7 +96,7 @@ def attention_mask(q_pos_BT, q_seg_BT, k_pos_BS, k_seg_BS, window: Optional[int]
 class Attention(nn.Module):
   """Grouped-query attention with soft-cap, optional QK-norm, RoPE and a KV cache."""
 
-  cfg: "ModelConfig"  # noqa: F821 (jax_sft.model.config.ModelConfig)
+  cfg: ModelConfig
   rope_base: float
   lora_targets: tuple[str, ...] = ()
   lora_rank: int = 0
@@ -147,7 +148,7 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
   """gelu_tanh(x W_gate) * (x W_up), then W_down; gate and up stacked in `gating_einsum`."""
 
-  cfg: "ModelConfig"  # noqa: F821
+  cfg: ModelConfig
   lora_targets: tuple[str, ...] = ()
   lora_rank: int = 0
   lora_scale: float = 1.0
@@ -173,7 +174,7 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
   """One decoder layer: pre-norm attention and MLP, post-norms for Gemma 2/3, residuals."""
 
-  cfg: "ModelConfig"  # noqa: F821
+  cfg: ModelConfig
   rope_base: float
   lora_targets: tuple[str, ...] = ()
   lora_rank: int = 0

@@ -48,7 +48,8 @@ def test_merged_equals_adapter(setup):
   assert float(jnp.abs(adapted - base).max()) > 1e-2  # the adapter does something
   merged = lora_lib.merge(params, trained, cfg, lcfg)
   got = jax.jit(Transformer(cfg).apply)({"params": merged}, tokens)
-  np.testing.assert_allclose(np.asarray(got), np.asarray(adapted), atol=1e-5, rtol=0)
+  # logits reach ~60 here: float32 rounding of the merged weights is ~1e-6 relative
+  np.testing.assert_allclose(np.asarray(got), np.asarray(adapted), atol=1e-5, rtol=1e-5)
 
 
 def test_targets_select_adapters():
