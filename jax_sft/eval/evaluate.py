@@ -101,10 +101,10 @@ def make_generate_fn(model_cfg, lora_cfg, params: PyTree, lora: Optional[PyTree]
       real = len(chunk)
       chunk += [chunk[-1]] * (batch_size - real)
       tokens = sampler.generate(
-          model_cfg, params, chunk, lora=lora, lora_cfg=lora_cfg,
+          params, model_cfg, chunk, lora=lora, lora_config=lora_cfg,
           max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
           stop_ids=stop_ids, pad_id=tokenizer.pad_id, seed=seed + start)
-      out.extend([list(map(int, t)) for t in np.asarray(tokens)[:real]])
+      out.extend([list(map(int, t)) for t in tokens[:real]])
     return out
 
   return generate
