@@ -18,6 +18,9 @@ class ModelConfig:
   """One Gemma decoder. `preset` names a released model; other fields override it."""
 
   preset: Optional[str] = None
+  # Base weights to start from: a Kaggle Flax, Keras preset or HF safetensors checkpoint
+  # (any format jax_sft.model.formats reads). None: seeded random init (tiny configs).
+  init_from: Optional[str] = None
   num_layers: int = 2
   embed_dim: int = 64
   num_heads: int = 4
