@@ -61,7 +61,9 @@ def load_base(cfg: config_lib.Config, reference: Optional[str] = None,
     params = random_params(cfg, int(reference.split(":", 1)[1]), shardings)
   else:
     from jax_sft.model import formats
-    params = formats.load_params(reference, cfg.model, shardings=shardings)
+    # Under LoRA the frozen base is read straight into its storage dtype (no second copy).
+    dtype = cfg.lora.base_dtype if cfg.lora.enabled else None
+    params = formats.load_params(reference, cfg.model, shardings=shardings, dtype=dtype)
   if cfg.lora.enabled and cfg.lora.base_dtype != "float32":
     # Frozen base weights may live in bfloat16; the adapters stay float32.
     params = jax.tree.map(lambda x: x.astype(cfg.lora.base_dtype), params)
