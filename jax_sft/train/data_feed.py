@@ -89,18 +89,28 @@ def eval_batch_size(cfg: config_lib.Config, mesh) -> int:
 
 def eval_batches(cfg: config_lib.Config, batch_size: Optional[int] = None) -> Iterator[dict]:
   """Up to train.eval_batches batches of `batch_size` rows (default train.eval_batch_size
-  or 1) of the held-out split, in order."""
+  or 1) of the held-out split, in order; the last batch is padded with empty rows
+  (segment 0, no loss) so a held-out set smaller than one batch is still evaluated."""
   from jax_sft.data import loader
   batch_size = batch_size or cfg.train.eval_batch_size or 1
   try:
-    it = loader.make_iterator(cfg.data, "eval", batch_size, cfg.data.max_seq_len,
-                              epochs=1, seed=cfg.seed, shuffle=False)
+    rows = loader.make_iterator(cfg.data, "eval", 1, cfg.data.max_seq_len,
+                                epochs=1, seed=cfg.seed, shuffle=False)
   except FileNotFoundError:
     return
-  for i, batch in enumerate(it):
-    if i >= cfg.train.eval_batches:
-      break
-    yield {k: np.asarray(batch[k]) for k in KEYS}
+  group: list[dict] = []
+  emitted = 0
+  for row in rows:
+    group.append({k: np.asarray(row[k])[0] for k in KEYS})
+    if len(group) == batch_size:
+      yield {k: np.stack([r[k] for r in group]) for k in KEYS}
+      group, emitted = [], emitted + 1
+      if emitted >= cfg.train.eval_batches:
+        return
+  if group:
+    empty = {k: np.zeros_like(group[0][k]) for k in KEYS}
+    group += [empty] * (batch_size - len(group))
+    yield {k: np.stack([r[k] for r in group]) for k in KEYS}
 
 
 def abstract_batch(cfg: config_lib.Config, mesh) -> dict:
