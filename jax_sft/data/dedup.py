@@ -31,28 +31,45 @@ def shingles(norm: str, n: int = 3) -> list[bytes]:
   return [" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)]
 
 
+class Deduper:
+  """Exact and near-duplicate checks in arrival order; `signature` is pure (runs in workers)."""
+
+  def __init__(self, cfg: DedupConfig):
+    self.cfg = cfg
+    self.seen: set[str] = set()
+    self.lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm) if cfg.near else None
+    # Generating the permutations is most of a MinHash's cost: make them once.
+    self.perms = MinHash(num_perm=cfg.num_perm, seed=1).permutations if cfg.near else None
+
+  def signature(self, question: str) -> tuple[str, Any]:
+    """(normalized question, MinHash hash values or None): everything `check` needs."""
+    norm = normalize_question(question)
+    if self.lsh is None:
+      return norm, None
+    mh = MinHash(num_perm=self.cfg.num_perm, seed=1, permutations=self.perms)
+    mh.update_batch(shingles(norm))
+    return norm, mh.hashvalues
+
+  def check(self, rid: str, norm: str, hashvalues: Any) -> str:
+    """"exact_duplicate", "near_duplicate" or "" (then remembered as seen)."""
+    if self.cfg.exact:
+      if norm in self.seen:
+        return "exact_duplicate"
+      self.seen.add(norm)
+    if self.lsh is not None:
+      mh = MinHash(num_perm=self.cfg.num_perm, seed=1, hashvalues=hashvalues, permutations=self.perms)
+      if self.lsh.query(mh):
+        return "near_duplicate"
+      key = rid
+      while key in self.lsh:  # identical ids from identical rows: keep keys unique
+        key += "'"
+      self.lsh.insert(key, mh)
+    return ""
+
+
 def dedup(records: Iterable[dict[str, Any]], cfg: DedupConfig
           ) -> Iterator[tuple[dict[str, Any], str]]:
   """Yields (record, "") for kept records and (record, reason) for duplicates, in order."""
-  seen: dict[str, str] = {}
-  lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm) if cfg.near else None
-  # Generating the permutations is most of a MinHash's cost: make them once.
-  perms = MinHash(num_perm=cfg.num_perm, seed=1).permutations
+  d = Deduper(cfg)
   for rec in records:
-    norm = normalize_question(rec["question"])
-    if cfg.exact:
-      if norm in seen:
-        yield rec, "exact_duplicate"
-        continue
-      seen[norm] = rec["id"]
-    if lsh is not None:
-      mh = MinHash(num_perm=cfg.num_perm, seed=1, permutations=perms)
-      mh.update_batch(shingles(norm))
-      if lsh.query(mh):
-        yield rec, "near_duplicate"
-        continue
-      key = rec["id"]
-      while key in lsh:  # identical ids from identical rows: keep keys unique
-        key += "'"
-      lsh.insert(key, mh)
-    yield rec, ""
+    yield rec, d.check(rec["id"], *d.signature(rec["question"]))

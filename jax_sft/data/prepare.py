@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import itertools
 import json
 import logging
 import math
@@ -96,75 +95,122 @@ class _Counts:
                                      ensure_ascii=False) + "\n")
 
 
-def _passing_rows(cfg: DataConfig, counts: _Counts) -> Iterator[dict[str, Any]]:
-  """Normalized records that pass the row filters, source by source (streams stop early)."""
-  for name, src in cfg.sources.items():
-    cap = math.ceil(src.count * src.oversample) if src.streaming and src.count else 0
-    passed = 0
-    for raw in sources.iter_rows(src, name):
-      counts.read[name] += 1
-      rec, why = normalize.normalize(raw, name, src.kind)
-      if rec is not None:
-        why = filters.row_filter(rec, cfg.filters, src.keywords)
-      if why:
-        counts.drop(name, raw.where + (f" ({raw.error})" if raw.error else ""),
-                    rec["id"] if rec else "", why)
-        continue
-      passed += 1
-      yield rec
-      if (cap and passed >= cap) or (src.max_scan and counts.read[name] >= src.max_scan):
-        break
-    log.info("%s: read %d rows, %d passed the row filters", name, counts.read[name], passed)
-
-
-# Tokenizer workers: the tokenizer and config are set once per process.
+# Workers: the tokenizer, config and deduper (for MinHash signatures) are set once per process.
 _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg: DataConfig) -> None:
   _WORKER["cfg"], _WORKER["tok"] = cfg, Tokenizer(cfg.tokenizer)
+  _WORKER["dedup"] = dedup_lib.Deduper(cfg.dedup)
 
 
-def _encode_chunk(recs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-  """(tokens, prompt_len, drop reason, shortened trace or None) per record."""
-  out = []
+def _process_chunk(name: str, recs: list[dict[str, Any] | None]) -> list[tuple[Any, ...]]:
+  """The per-row work that needs no ordering, for normalized records of source `name`.
+
+  Per record (None = failed to normalize): (filter drop reason, normalized question,
+  MinHash values, tokens, prompt_len, encode drop reason, shortened trace or None).
+  """
+  cfg, out = _WORKER["cfg"], []
   for rec in recs:
-    tokens, prompt_len, why = encode.encode_record(rec, _WORKER["tok"], _WORKER["cfg"])
-    out.append((tokens, prompt_len, why, rec["reasoning"] if rec["metadata"].get("truncated_trace") else None))
+    why = filters.row_filter(rec, cfg.filters, cfg.sources[name].keywords) if rec is not None else ""
+    if rec is None or why:
+      out.append((why, None, None, None, 0, "", None))
+      continue
+    norm, hashvalues = _WORKER["dedup"].signature(rec["question"])
+    tokens, prompt_len, enc_why = encode.encode_record(rec, _WORKER["tok"], cfg)
+    shortened = rec["reasoning"] if rec["metadata"].get("truncated_trace") else None
+    out.append(("", norm, hashvalues, tokens, prompt_len, enc_why, shortened))
   return out
 
 
-def _chunks(recs: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+class _Done:
+
+  def __init__(self, value):
+    self.value = value
+
+  def get(self):
+    return self.value
+
+
+class _Runner:
+  """Runs chunks in this process until _PARALLEL_MIN rows were seen, then in worker processes."""
+
+  def __init__(self, cfg: DataConfig):
+    self.cfg, self.pool, self.rows = cfg, None, 0
+    _init_worker(cfg)
+
+  def submit(self, name: str, recs: list[dict[str, Any] | None]) -> Any:
+    self.rows += len(recs)
+    if self.pool is None and self.cfg.num_workers > 1 and self.rows > _PARALLEL_MIN:
+      self.pool = multiprocessing.get_context("spawn").Pool(self.cfg.num_workers, _init_worker, (self.cfg,))
+    if self.pool is None:
+      return _Done(_process_chunk(name, recs))
+    return self.pool.apply_async(_process_chunk, (name, recs))
+
+  def close(self) -> None:
+    if self.pool is not None:
+      self.pool.terminate()  # tasks of a source stopped early may still be running
+      self.pool.join()
+
+
+def _processed(runner: _Runner, name: str, src) -> Iterator[tuple[Any, ...]]:
+  """(raw, rec, normalize drop reason, worker result) per row of one source, in order.
+
+  Reading and normalizing happen here while workers filter, sign and encode earlier
+  chunks (a few in flight); the caller may stop early (streaming caps).
+  """
+  pending = collections.deque()
+  rows = ((raw, *normalize.normalize(raw, name, src.kind)) for raw in sources.iter_rows(src, name))
+  in_flight = 2 * max(1, runner.cfg.num_workers)
+  for chunk in _chunks(rows, _CHUNK):
+    pending.append((chunk, runner.submit(name, [rec for _, rec, _ in chunk])))
+    while len(pending) > in_flight:
+      chunk, res = pending.popleft()
+      for row, r in zip(chunk, res.get()):
+        yield (*row, r)
+  while pending:
+    chunk, res = pending.popleft()
+    for row, r in zip(chunk, res.get()):
+      yield (*row, r)
+
+
+def _kept_rows(cfg: DataConfig, counts: _Counts, runner: _Runner) -> Iterator[tuple[Any, ...]]:
+  """(record, encode result) of rows that pass the filters and dedup, source by source.
+
+  Counting, drops, dedup and the streaming stop are applied here in row order, so the
+  result does not depend on the number of workers.
+  """
+  deduper = dedup_lib.Deduper(cfg.dedup)
+  for name, src in cfg.sources.items():
+    cap = math.ceil(src.count * src.oversample) if src.streaming and src.count else 0
+    passed = 0
+    for raw, rec, why, (filter_why, norm, hashvalues, *enc) in _processed(runner, name, src):
+      counts.read[name] += 1
+      why = why or filter_why
+      if why:
+        counts.drop(name, raw.where + (f" ({raw.error})" if raw.error else ""),
+                    rec["id"] if rec else "", why)
+        continue
+      passed += 1
+      dup = deduper.check(rec["id"], norm, hashvalues)
+      if dup:
+        counts.drop(name, rec["metadata"]["where"], rec["id"], dup)
+      else:
+        yield rec, enc
+      if (cap and passed >= cap) or (src.max_scan and counts.read[name] >= src.max_scan):
+        break
+    log.info("%s: read %d rows, %d passed the row filters", name, counts.read[name], passed)
+
+
+def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
   chunk = []
-  for rec in recs:
-    chunk.append(rec)
+  for item in items:
+    chunk.append(item)
     if len(chunk) == size:
       yield chunk
       chunk = []
   if chunk:
     yield chunk
-
-
-def _encode_all(recs: Iterator[dict[str, Any]], cfg: DataConfig) -> list[tuple[Any, ...]]:
-  """Encodes records in order while they are still being read, filtered and deduplicated.
-
-  The first _PARALLEL_MIN records are buffered; if there are more, worker processes start
-  and chunks are handed to them as the reader produces them (a few in flight), so reading
-  in this process overlaps tokenizing in the workers. Results come back in input order.
-  """
-  head = list(itertools.islice(recs, _PARALLEL_MIN))
-  if cfg.num_workers <= 1 or len(head) < _PARALLEL_MIN:
-    _init_worker(cfg)
-    return [r for chunk in _chunks(itertools.chain(head, recs), _CHUNK) for r in _encode_chunk(chunk)]
-  out, pending = [], collections.deque()
-  with multiprocessing.get_context("spawn").Pool(cfg.num_workers, _init_worker, (cfg,)) as pool:
-    for chunk in _chunks(itertools.chain(head, recs), _CHUNK):
-      pending.append(pool.apply_async(_encode_chunk, (chunk,)))
-      while len(pending) > 2 * cfg.num_workers:
-        out.extend(pending.popleft().get())
-    while pending:
-      out.extend(pending.popleft().get())
-  return out
 
 
 def _percentiles(values: list[int]) -> dict[str, float]:
@@ -189,19 +235,13 @@ def prepare(cfg: DataConfig, force: bool = False) -> dict[str, Any]:
       os.remove(os.path.join(cfg.output_dir, old))
   with open(os.path.join(cfg.output_dir, "dropped.jsonl"), "w", encoding="utf-8") as drop_file:
     counts = _Counts(drop_file)
-    unique = []
-
-    def kept_rows() -> Iterator[dict[str, Any]]:
-      for rec, why in dedup_lib.dedup(_passing_rows(cfg, counts), cfg.dedup):
-        if why:
-          counts.drop(rec["source"], rec["metadata"]["where"], rec["id"], why)
-        else:
-          unique.append(rec)
-          yield rec
-
-    encoded = _encode_all(kept_rows(), cfg)
+    runner = _Runner(cfg)
+    try:
+      kept = list(_kept_rows(cfg, counts, runner))
+    finally:
+      runner.close()
     by_source: dict[str, list[dict[str, Any]]] = {n: [] for n in cfg.sources}
-    for rec, (tokens, prompt_len, why, shortened) in zip(unique, encoded):
+    for rec, (tokens, prompt_len, why, shortened) in kept:  # encode drops after all others, as before
       if why:
         counts.drop(rec["source"], rec["metadata"]["where"], rec["id"], why)
         continue
