@@ -17,5 +17,6 @@ class EvalConfig:
   samples_in_report: int = 5
   short_answer_max_words: int = 16  # references up to this long get exact match / F1
   loss_batches: int = 8  # packed eval batches for held-out loss; 0 = skip
+  at_end: bool = False  # `jax-sft train` ends with a full `jax-sft eval` of its last checkpoint
   during_training_every: int = 0  # steps; 0 = off
   during_training_prompts: int = 4

@@ -73,10 +73,11 @@ def score_sample(record: dict, output: str, generated_tokens: int, hit_budget: b
   }
 
 
-def prompt_ids(tokenizer, question: str) -> list[int]:
-  """BOS + the chat template's user turn and model header, as the trainer saw it."""
+def prompt_ids(tokenizer, question: str, system_prompt: str = "") -> list[int]:
+  """BOS + the chat template's user turn (with the data's system prompt, if any) and model
+  header, as the trainer saw it."""
   from jax_sft.data.template import render_prompt
-  return [tokenizer.bos_id] + tokenizer.encode(render_prompt(question))
+  return [tokenizer.bos_id] + tokenizer.encode(render_prompt(question, system_prompt))
 
 
 # --- the model side -----------------------------------------------------------------------
@@ -152,9 +153,9 @@ def load_model(cfg: config_lib.Config, checkpoint: str):
 
 
 def run_prompts(records: Sequence[dict], tokenizer, generate_fn: GenerateFn,
-                max_new_tokens: int) -> list[dict]:
+                max_new_tokens: int, system_prompt: str = "") -> list[dict]:
   """Generates for every record's question and scores each output."""
-  prompts = [prompt_ids(tokenizer, r["question"]) for r in records]
+  prompts = [prompt_ids(tokenizer, r["question"], system_prompt) for r in records]
   generations = generate_fn(prompts)
   stop_ids = [tokenizer.end_of_turn_id, tokenizer.eos_id]
   count = lambda text: len(tokenizer.encode(text))
@@ -211,7 +212,7 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
                                   max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
                                   temperature=e.temperature, top_k=e.top_k, seed=cfg.seed)
     log(f"eval: generating for {len(records)} prompts, at most {e.max_new_tokens} new tokens")
-    samples = run_prompts(records, tokenizer, gen, e.max_new_tokens)
+    samples = run_prompts(records, tokenizer, gen, e.max_new_tokens, cfg.data.system_prompt)
     loss, tokens = (None, 0)
     if e.loss_batches:
       loss, tokens = heldout_loss(cfg, model_cfg, lora_cfg, params, lora, e.loss_batches)
@@ -246,5 +247,5 @@ def quick_compliance(params: PyTree, lora: Optional[PyTree], cfg: config_lib.Con
   gen = make_generate_fn(cfg.model, cfg.lora, params, lora, tokenizer, max_new_tokens=budget,
                          batch_size=len(prompts))
   records = [{"question": q} for q in prompts]
-  samples = run_prompts(records, tokenizer, gen, budget)
+  samples = run_prompts(records, tokenizer, gen, budget, cfg.data.system_prompt)
   return float(np.mean([s["ok"] for s in samples])) if samples else 0.0

@@ -140,6 +140,9 @@ def _train(cfg, stop, resume, init_from, init_optimizer, progress) -> Result:
       bar.update(1)
     if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < total_steps:
       eval_loss = _evaluate(cfg, eval_fn, state, frozen, mesh, writer, step)
+    every = cfg.eval.during_training_every
+    if every and step % every == 0 and step < total_steps:
+      _log_compliance(cfg, state, frozen, writer, step)
     if step < total_steps and ckpt.due(step):
       t_save = time.perf_counter()
       ckpt.save(step, state, train_iter, cfg, meta)
@@ -162,6 +165,8 @@ def _train(cfg, stop, resume, init_from, init_optimizer, progress) -> Result:
     if cfg.train.generations_at_end > 0:
       from jax_sft.train import samples
       samples.print_generations(cfg, model, state, frozen)
+    if cfg.eval.at_end:
+      _final_eval(cfg)
   writer.close()
   return Result(first_step, step, total_steps, losses, eval_loss, reason, ckpt.directory)
 
@@ -180,6 +185,34 @@ def _evaluate(cfg, eval_fn, state, frozen, mesh, writer, step) -> Optional[float
                               "loss_tokens": count})
   log(f"step {step}: eval loss {loss:.4f} perplexity {math.exp(min(loss, 50.0)):.2f}")
   return loss
+
+
+def _log_compliance(cfg, state, frozen, writer, step) -> None:
+  """The short evaluation during training: format compliance of a few held-out prompts."""
+  from jax_sft.data import prepare
+  from jax_sft.data.tokenizer import Tokenizer
+  from jax_sft.eval import evaluate
+  try:
+    records = prepare.read_records(cfg.data.output_dir, "eval")
+  except FileNotFoundError:
+    return
+  questions = [r["question"] for r in records[:cfg.eval.during_training_prompts]]
+  params, lora = (frozen, state.params) if cfg.lora.enabled else (state.params, None)
+  rate = evaluate.quick_compliance(jax.device_get(params), jax.device_get(lora), cfg,
+                                   Tokenizer(cfg.data.tokenizer), questions)
+  writer.write(step, "eval", {"compliance": rate})
+  log(f"step {step}: format compliance {rate:.0%} of {len(questions)} held-out prompts")
+
+
+def _final_eval(cfg) -> None:
+  """`jax-sft eval` of the run's last checkpoint: report.json and report.md in run_dir/eval."""
+  if jax.process_count() > 1:
+    log("final eval skipped on a multi-host run: run `jax-sft eval` on one host")
+    return
+  from jax_sft.eval import evaluate
+  report = evaluate.evaluate(cfg, cfg.run_dir, log=log)
+  log(f"eval report: {os.path.join(cfg.run_dir, 'eval', 'report.md')}"
+      f" (format compliance {report['summary']['compliance_rate'] or 0.0:.0%})")
 
 
 def _progress_bar(enabled: bool, start: int, total: int):
