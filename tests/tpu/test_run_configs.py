@@ -29,7 +29,10 @@ def test_config_matches_its_name(path):
   kinds = {s.kind for s in cfg.data.sources.values()}
   assert ("glaive" in kinds) == (session == "s2")
   if session == "s1":
-    assert sum(s.count for s in cfg.data.sources.values()) == 100_000
+    # The users' core mix: 62.9K Raiden, 20K OpenO1, 6K General_Inquiry, 10K CoT-Collection.
+    counts = {name: s.count for name, s in cfg.data.sources.items()}
+    assert counts == {"raiden": 62_900, "openo1": 20_000, "general_inquiry": 6_000,
+                      "cot_collection": 10_000}
   s1 = config_lib.load(path.replace(f"_{session}_", "_s1_"))
   if session == "s3":
     assert cfg.train.learning_rate < s1.train.learning_rate
