@@ -27,6 +27,13 @@ def loss_terms(model, model_cfg: ModelConfig, params: PyTree, lora: PyTree | Non
                batch: Batch) -> tuple[jax.Array, jax.Array]:
   """(sum of token CE over loss_mask, number of loss tokens) for one batch."""
   from jax_sft.model.loss import chunked_cross_entropy
+  compute = jnp.dtype(model_cfg.compute_dtype)
+  if compute != jnp.dtype(model_cfg.param_dtype):
+    # Cast the (sharded) master weights once, before FSDP gathers them: the gathers, and
+    # whatever XLA keeps of them between forward and backward, are then in the compute
+    # dtype (half the bytes in bfloat16). Gradients still flow back in the master dtype.
+    params = jax.tree.map(
+        lambda x: x.astype(compute) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
   variables = {"params": params}
   if lora is not None:
     variables["lora"] = lora
