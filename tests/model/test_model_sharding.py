@@ -56,7 +56,8 @@ def test_sharded_forward_matches_single_device():
 
   mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
   shardings = {k: sharding.named_shardings(v, mesh) for k, v in variables.items()}
-  assert shardings["params"]["embedder"]["input_embedding"].spec == P("tensor", "fsdp")
+  # PARAM_RULES: the vocab dim over tensor and fsdp together (it divides), embed replicated
+  assert shardings["params"]["embedder"]["input_embedding"].spec == P(("tensor", "fsdp"), None)
   placed = jax.device_put(variables, shardings)
   tokens_sharded = jax.device_put(tokens, sharding.batch_sharding(mesh))
 
