@@ -17,14 +17,16 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 
 import numpy as np
 
 from jax_sft.data import loader, prepare
-from jax_sft.data.config import DataConfig, SourceConfig
-from jax_sft.samples import make_sample_datasets as samples
+from jax_sft.config import DataConfig, SourceConfig
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tools import sample_texts as samples  # noqa: E402  (the repo's dev tools)
 
 # kind: (share of rows, median model-side chars, sigma of log chars)
 MIX = {"raiden": (62.9 / 98.9, 9800, 0.55), "openo1": (20 / 98.9, 4100, 0.5),

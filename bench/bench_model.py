@@ -17,7 +17,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jax_sft.model import config as model_config  # noqa: E402
+from jax_sft import config as model_config  # noqa: E402
 from jax_sft.model import sampler  # noqa: E402
 from jax_sft.model.gemma import Transformer  # noqa: E402
 from jax_sft.model.loss import chunked_cross_entropy  # noqa: E402

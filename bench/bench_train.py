@@ -25,9 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_sft import config as config_lib
-from jax_sft.model.gemma import Transformer
-from jax_sft.train import checkpoint as ckpt_lib, data_feed, mesh as mesh_lib
-from jax_sft.train import optimizer as opt_lib, session, step as step_lib
+from jax_sft.train import builder, checkpoint as ckpt_lib, data_feed, mesh as mesh_lib, session
 
 WARMUP_STEPS = 3  # excluded, as in the peers' scripts
 
@@ -63,16 +61,12 @@ def bench(mode: str, steps: int, batch: int, seq: int, loss_chunk: int, peak: fl
       "train": {"batch_size": batch, "learning_rate": 2e-5, "weight_decay": 0.01,
                 "grad_clip": 0.0, "warmup_ratio": 0.0, "schedule": "constant"},
       "mesh": {"data": 1, "fsdp": -1}, "data": {"max_seq_len": seq}})
-  mesh = mesh_lib.make_mesh(cfg.mesh)
-  tx = opt_lib.make_optimizer(cfg.train, steps)
+  trainer = builder.build(cfg, mesh_lib.make_mesh(cfg.mesh), total_steps=steps)
+  mesh = trainer.mesh
   ckpt = ckpt_lib.Checkpointer(f"/tmp/bench_train_{os.getpid()}_{mode}", cfg.checkpoint)
-  start = session.build(cfg, mesh, tx, ckpt, resume=False, init_from=None, init_optimizer=False)
-  model = Transformer(cfg.model, cfg.lora if cfg.lora.enabled else None)
-  fn = step_lib.jit_train_step(step_lib.make_train_step(
-      model, cfg.model, tx, opt_lib.make_schedule(cfg.train, steps), lora=cfg.lora.enabled),
-      mesh, start.state_sh, start.frozen_sh)
+  start = session.build(trainer, ckpt, resume=False, init_from=None, init_optimizer=False)
   t = time.perf_counter()
-  fn = fn.lower(start.state, start.frozen, data_feed.abstract_batch(cfg, mesh)).compile()
+  fn = trainer.compile()  # the very step `jax-sft train` runs
   compile_s = time.perf_counter() - t
 
   rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 from datasketch import MinHash, MinHashLSH
 
-from jax_sft.data.config import DedupConfig
+from jax_sft.config import DedupConfig
 
 _NON_WORD = re.compile(r"[^\w\s]+")
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from jax_sft.data import template
-from jax_sft.data.config import DataConfig
+from jax_sft.config import DataConfig
 from jax_sft.data.tokenizer import Tokenizer
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\n+")

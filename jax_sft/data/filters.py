@@ -13,7 +13,7 @@ import collections
 import re
 from typing import Any
 
-from jax_sft.data.config import FilterConfig
+from jax_sft.config import FilterConfig
 
 _LETTER_LIMIT = 4000  # characters per field looked at by the script heuristic
 

@@ -17,7 +17,7 @@ import grain.experimental as grain_exp
 import numpy as np
 
 from jax_sft.data import shards
-from jax_sft.data.config import DataConfig
+from jax_sft.config import DataConfig
 
 FEATURES = ("inputs", "targets", "loss_mask")
 
@@ -57,13 +57,12 @@ def _to_batch(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def make_dataset(cfg: DataConfig, split: str, batch_size: int, seq_len: int, *,
-                 epochs: Optional[int] = 1, seed: Optional[int] = None, shuffle: Optional[bool] = None,
+                 epochs: Optional[int] = 1, seed: int = 0, shuffle: Optional[bool] = None,
                  process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
   """The batched Grain IterDataset (see make_iterator)."""
   paths = shards.shard_paths(cfg.output_dir, split)
   if not paths:
     raise FileNotFoundError(f"no {split} shards in {cfg.output_dir}: run `jax-sft prepare` first")
-  seed = cfg.seed if seed is None else seed
   shuffle = (cfg.shuffle_loader and cfg.order == "shuffle") if shuffle is None else shuffle
   ds = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(paths))
   if shuffle:
@@ -79,7 +78,7 @@ def make_dataset(cfg: DataConfig, split: str, batch_size: int, seq_len: int, *,
 
 
 def make_iterator(cfg: DataConfig, split: str, batch_size: int, seq_len: int, *,
-                  epochs: Optional[int] = 1, seed: Optional[int] = None, shuffle: Optional[bool] = None,
+                  epochs: Optional[int] = 1, seed: int = 0, shuffle: Optional[bool] = None,
                   process_index: int = 0, process_count: int = 1) -> Any:
   """A Grain DatasetIterator of batches (dicts of [batch_size, seq_len] arrays).
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from jax_sft.data import dedup as dedup_lib
 from jax_sft.data import encode, filters, mix, normalize, shards, sources, template
-from jax_sft.data.config import DataConfig
+from jax_sft.config import DataConfig
 from jax_sft.data.tokenizer import Tokenizer
 
 PIPELINE_VERSION = 1
@@ -34,9 +34,10 @@ _CHUNK = 500  # records per worker task: few, large tasks
 log = logging.getLogger(__name__)
 
 
-def content_hash(cfg: DataConfig) -> str:
-  """Hash of everything that determines the output: config, input files, tokenizer, code version."""
+def content_hash(cfg: DataConfig, seed: int = 0) -> str:
+  """Hash of everything that determines the output: config, seed, input files, tokenizer, code version."""
   d = dataclasses.asdict(cfg)
+  d["seed"] = seed
   for k in ("output_dir", "num_workers", "packing_bins", "shuffle_loader"):
     d.pop(k)
   tok = Tokenizer(cfg.tokenizer)
@@ -221,10 +222,12 @@ def _percentiles(values: list[int]) -> dict[str, float]:
           "p99": float(np.percentile(v, 99)), "max": int(v.max()), "mean": round(float(v.mean()), 1)}
 
 
-def prepare(cfg: DataConfig, force: bool = False) -> dict[str, Any]:
-  """Runs the whole pipeline (or reuses a matching earlier result); returns the manifest."""
+def prepare(cfg: DataConfig, *, seed: int = 0, force: bool = False) -> dict[str, Any]:
+  """Runs the whole pipeline (or reuses a matching earlier result); returns the manifest.
+
+  `seed` (the run's one seed) draws the mix, orders it and so fixes the output."""
   _validate(cfg)
-  h = content_hash(cfg)
+  h = content_hash(cfg, seed)
   if not force and (m := _reusable(cfg, h)) is not None:
     log.info("reusing %s (content hash %s)", cfg.output_dir, h)
     return m
@@ -254,7 +257,7 @@ def prepare(cfg: DataConfig, force: bool = False) -> dict[str, Any]:
       by_source[rec["source"]].append(rec)
   notes, chosen = [], {}
   for name, src in cfg.sources.items():
-    chosen[name], note = mix.draw(by_source[name], name, src.count, cfg.seed)
+    chosen[name], note = mix.draw(by_source[name], name, src.count, seed)
     if note:
       notes.append(note)
       log.warning(note)
@@ -262,17 +265,17 @@ def prepare(cfg: DataConfig, force: bool = False) -> dict[str, Any]:
   for name in cfg.sources:
     for rec in chosen[name]:
       split_rows["eval" if mix.is_eval(rec["id"], cfg.eval_fraction) else "train"].append(rec)
-  manifest = _write_outputs(cfg, h, counts, by_source, chosen, split_rows, notes)
+  manifest = _write_outputs(cfg, seed, h, counts, by_source, chosen, split_rows, notes)
   manifest["seconds"] = round(time.time() - start, 2)
   _write_json(os.path.join(cfg.output_dir, "manifest.json"), manifest)
   return manifest
 
 
-def _write_outputs(cfg, h, counts, by_source, chosen, split_rows, notes) -> dict[str, Any]:
+def _write_outputs(cfg, seed, h, counts, by_source, chosen, split_rows, notes) -> dict[str, Any]:
   out_hash = hashlib.blake2b(digest_size=16)
   splits = {}
   for split in SPLITS:
-    rows = mix.order(split_rows[split], cfg.order, cfg.seed)
+    rows = mix.order(split_rows[split], cfg.order, seed)
     blobs = [shards.serialize(r["tokens"], r["prompt_len"], r["id"], r["source"]) for r in rows]
     for b in blobs:
       out_hash.update(hashlib.blake2b(b, digest_size=16).digest())
@@ -307,14 +310,14 @@ def _write_outputs(cfg, h, counts, by_source, chosen, split_rows, notes) -> dict
   return {
       "content_hash": h, "output_hash": out_hash.hexdigest(), "pipeline_version": PIPELINE_VERSION,
       "tokenizer": tok.path, "vocab_size": tok.vocab_size, "max_seq_len": cfg.max_seq_len,
-      "max_target_tokens": cfg.max_target_tokens, "long_policy": cfg.long_policy, "seed": cfg.seed,
+      "max_target_tokens": cfg.max_target_tokens, "long_policy": cfg.long_policy, "seed": seed,
       "order": cfg.order, "splits": splits, "sources": per_source, "notes": notes,
       "licenses": {n: per_source[n]["license"] for n in per_source},
   }
 
 
 def _histogram(output_dir: str, chosen: dict[str, list[dict[str, Any]]]) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib  # pylint: disable=g-import-not-at-top  (heavy; loaded when first plotted)
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
@@ -339,16 +342,11 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 def _validate(cfg: DataConfig) -> None:
+  """What the typed config cannot say (choices are checked when the config loads)."""
   if not cfg.sources:
     raise sources.DataError("data.sources is empty: name at least one source")
   for name, src in cfg.sources.items():
-    if src.kind not in sources.KINDS:
-      raise sources.DataError(f"data.sources.{name}.kind: {src.kind!r} is not one of {', '.join(sources.KINDS)}")
     if not src.path:
       raise sources.DataError(f"data.sources.{name}.path is empty")
-  if cfg.long_policy not in ("drop", "truncate"):
-    raise sources.DataError(f"data.long_policy: {cfg.long_policy!r} is not drop or truncate")
-  if cfg.order not in ("shuffle", "curriculum_length", "curriculum_difficulty"):
-    raise sources.DataError(f"data.order: {cfg.order!r} is not shuffle, curriculum_length or curriculum_difficulty")
   if not 0 <= cfg.eval_fraction < 1:
     raise sources.DataError(f"data.eval_fraction: {cfg.eval_fraction} is not in [0, 1)")

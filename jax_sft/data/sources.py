@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any, Iterator
 
-from jax_sft.data.config import SourceConfig
+from jax_sft.config import SourceConfig
 
 KINDS = ("raiden", "openo1", "general_inquiry", "cot_collection", "glaive")
 COLUMNS = {
@@ -157,7 +157,7 @@ def _cot_object_rows(path: str) -> Iterator[RawRow]:
 
 
 def _datasets_rows(builder: str, src: SourceConfig, name: str, **kwargs) -> Iterator[RawRow]:
-  import datasets  # pylint: disable=g-import-not-at-top
+  import datasets  # pylint: disable=g-import-not-at-top  (heavy; only hub and parquet sources need it)
 
   ds = datasets.load_dataset(builder, split="train", streaming=src.streaming, **kwargs)
   yield from _dataset_iter(ds, src, kwargs.get("data_files", [builder])[0])
@@ -176,7 +176,7 @@ def _dataset_iter(ds, src: SourceConfig, label: str) -> Iterator[RawRow]:
 
 
 def _hub_rows(src: SourceConfig, name: str) -> Iterator[RawRow]:
-  import datasets  # pylint: disable=g-import-not-at-top
+  import datasets  # pylint: disable=g-import-not-at-top  (heavy; only hub and parquet sources need it)
 
   revision = src.revision
   if src.kind == "cot_collection" and revision is None:

@@ -15,10 +15,19 @@ import datetime
 import os
 from typing import Any, Callable, Optional, Sequence
 
+import jax
 import numpy as np
 
 from jax_sft import config as config_lib
+from jax_sft.data.prepare import read_records
+from jax_sft.data.template import render_prompt
+from jax_sft.data.tokenizer import Tokenizer
 from jax_sft.eval import compliance, metrics, report as report_lib
+from jax_sft.model import sampler
+from jax_sft.model.gemma import Transformer
+from jax_sft.train import checkpoint as ckpt_lib
+from jax_sft.train import data_feed, weights
+from jax_sft.train.step import loss_terms
 
 PyTree = Any
 
@@ -76,7 +85,6 @@ def score_sample(record: dict, output: str, generated_tokens: int, hit_budget: b
 def prompt_ids(tokenizer, question: str, system_prompt: str = "") -> list[int]:
   """BOS + the chat template's user turn (with the data's system prompt, if any) and model
   header, as the trainer saw it."""
-  from jax_sft.data.template import render_prompt
   return [tokenizer.bos_id] + tokenizer.encode(render_prompt(question, system_prompt))
 
 
@@ -91,7 +99,6 @@ def make_generate_fn(model_cfg, lora_cfg, params: PyTree, lora: Optional[PyTree]
   The last batch is padded with copies of its last prompt, so every call has the same
   batch size and the jitted sampler compiles once.
   """
-  from jax_sft.model import sampler
 
   stop_ids = [tokenizer.end_of_turn_id, tokenizer.eos_id]
 
@@ -116,10 +123,6 @@ def heldout_loss(cfg: config_lib.Config, model_cfg, lora_cfg, params: PyTree,
   """(mean token cross-entropy, token count) over the first `max_batches` packed eval
   batches: the trainer's own batches (train.data_feed.eval_batches) and loss
   (train.step.loss_terms), so the figure matches the training log's eval loss."""
-  import jax
-  from jax_sft.model.gemma import Transformer
-  from jax_sft.train import data_feed
-  from jax_sft.train.step import loss_terms
 
   model = Transformer(model_cfg, lora_cfg if lora is not None else None)
   step = jax.jit(lambda p, l, b: loss_terms(model, model_cfg, p, l, b))
@@ -137,12 +140,10 @@ def load_model(cfg: config_lib.Config, checkpoint: str):
   """(model cfg, lora cfg, params, lora params or None, step or None) from a training run or
   checkpoint dir, or from released weights in any format jax_sft.model.formats reads (shaped
   by `cfg.model`, no adapters). Raises EvalError naming the path when neither fits."""
-  from jax_sft.model import formats
-  from jax_sft.train import checkpoint as ckpt_lib
   try:
-    if formats.detect_format(checkpoint) != formats.RUN:
-      return cfg.model, cfg.lora, formats.load_params(checkpoint, cfg.model), None, None
-    run_cfg, params, lora = ckpt_lib.load_for_inference(checkpoint)
+    if not ckpt_lib.is_run(checkpoint):
+      return cfg.model, cfg.lora, weights.load(checkpoint, cfg.model), None, None
+    run_cfg, params, lora = weights.load_for_inference(checkpoint)
     _, step = ckpt_lib.resolve(checkpoint)
   except (ValueError, FileNotFoundError) as e:  # CheckpointError is a ValueError
     raise EvalError(f"cannot load --checkpoint {checkpoint}: {e}") from e
@@ -190,8 +191,6 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
   `against`: another checkpoint (evaluated the same way) or an earlier report.json / its
   folder, shown side by side. `generate_fn` replaces the sampler for both (tests).
   """
-  from jax_sft.data.prepare import read_records
-  from jax_sft.data.tokenizer import Tokenizer
 
   e = cfg.eval
   try:

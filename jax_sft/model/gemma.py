@@ -17,14 +17,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jax_sft.model import lora as lora_lib
-from jax_sft.model.config import GLOBAL, LoraConfig, ModelConfig
+from jax_sft.config import GLOBAL, LoraConfig, ModelConfig, Remat
+from jax_sft.model import params as params_lib
 from jax_sft.model.modules import Block, RMSNorm, attention_mask, softcap
 
 REMAT_POLICIES = {
-    "full": None,  # save nothing: recompute the whole layer in the backward pass
+    Remat.full: None,  # save nothing: recompute the whole layer in the backward pass
     # keep the weight matmuls' outputs, recompute attention scores and elementwise work
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    Remat.dots: jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 
 
@@ -36,7 +36,8 @@ class Embedder(nn.Module):
   def setup(self):
     self.input_embedding = self.param(
         "input_embedding", nn.initializers.normal(1.0),
-        (self.cfg.vocab_size, self.cfg.embed_dim), jnp.dtype(self.cfg.param_dtype))
+        params_lib.weight(self.cfg, "embedder/input_embedding").shape(self.cfg),
+        jnp.dtype(self.cfg.param_dtype))
 
   def encode(self, tokens_BT):
     """Embedding rows times sqrt(D), the factor cast to the activation dtype first."""
@@ -82,10 +83,7 @@ class Transformer(nn.Module):
       positions_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
     if segment_ids_BT is None:
       segment_ids_BT = jnp.ones((B, T), jnp.int32)
-    lora_args = ()
-    if self.lora is not None and self.lora.enabled:
-      lora_lib.validate(self.lora)
-      lora_args = (tuple(self.lora.targets), self.lora.rank, self.lora.scale)
+    lora = self.lora if self.lora is not None and self.lora.enabled else None
 
     embedder = Embedder(cfg, name="embedder")
     x_BTD = embedder.encode(tokens_BT)
@@ -101,9 +99,7 @@ class Transformer(nn.Module):
              for w in {None, cfg.sliding_window}}
 
     block_cls = Block
-    if cfg.remat != "none":
-      if cfg.remat not in REMAT_POLICIES:
-        raise ValueError(f"model.remat={cfg.remat!r} is not one of none|{'|'.join(REMAT_POLICIES)}")
+    if cfg.remat != Remat.none:
       block_cls = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat], prevent_cse=True)
 
     new_cache = {}
@@ -112,7 +108,7 @@ class Transformer(nn.Module):
       base = cfg.rope_base_local if local else cfg.rope_base_global
       rope_scale = 1.0 if local else cfg.rope_scale_global
       layer_cache = None if cache is None else cache[f"layer_{i}"]
-      block = block_cls(cfg, base, *lora_args, rope_scale=rope_scale, name=f"layer_{i}")
+      block = block_cls(cfg, base, lora, rope_scale, name=f"layer_{i}")
       x_BTD, new_cache[f"layer_{i}"] = block(
           x_BTD, positions_BT, masks[cfg.sliding_window if local else None], layer_cache, index)
     x_BTD = RMSNorm(jnp.dtype(cfg.param_dtype), name="final_norm")(x_BTD)

@@ -1,53 +1,99 @@
-"""LoRA adapters beside the frozen Gemma weights.
+"""LoRA adapters beside the frozen Gemma weights, derived from the weight table.
 
 Adapters live in the variable collection 'lora', at the same path as the weight they
 adapt: lora['layer_0']['attn']['q_einsum'] = {'a': (D, r), 'b': (r, N, H)}. The MLP's
 stacked gating weight gets one adapter per half: {'gate_a', 'gate_b', 'up_a', 'up_b'}.
 As in google-deepmind/gemma `gemma/peft`, the adapter's two einsums are derived from the
-base one: weight dims shared with the input go to A, the others to B:
+weight's own (params.py): weight dims shared with the input go to A, the others to B:
   'BTD,NDH->BTNH'  ->  'BTD,Dr->BTr' then 'BTr,rNH->BTNH'.
 B starts at zero, so a fresh adapter leaves the model's output exactly unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+import zlib
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_sft.model.config import LoraConfig, ModelConfig
+from jax_sft.config import LoraConfig, ModelConfig
+from jax_sft.model import params as params_lib
 
-TARGETS = ("query", "kv", "output", "gate", "up", "down")
-# Base weight path (relative to a layer) -> the adapter parts it carries:
-# (target name, variable-name prefix, index into the weight's leading axis or None).
-WEIGHT_PARTS = {
-    ("attn", "q_einsum"): (("query", "", None),),
-    ("attn", "kv_einsum"): (("kv", "", None),),
-    ("attn", "attn_vec_einsum"): (("output", "", None),),
-    ("mlp", "gating_einsum"): (("gate", "gate_", 0), ("up", "up_", 1)),
-    ("mlp", "linear"): (("down", "", None),),
-}
+PyTree = Any
 
 
-def lora_einsums(eq: str, w_shape: tuple[int, ...], rank: int):
-  """(eq_a, eq_b, a_shape, b_shape, merge_eq) for the base einsum `x,w->y` with weight w_shape."""
-  lhs, y_str = eq.replace(" ", "").split("->")
-  x_str, w_str = lhs.split(",")
-  if "r" in eq:
-    raise ValueError(f"einsum {eq!r} already uses the LoRA rank letter 'r'")
-  if len(w_str) != len(w_shape):
-    raise ValueError(f"einsum {eq!r} does not match weight shape {w_shape}")
-  dims = dict(zip(w_str, w_shape))
-  in_str = "".join(c for c in w_str if c in x_str)
-  out_str = "".join(c for c in w_str if c not in x_str)
-  mid_str = "".join(c for c in x_str if c not in w_str) + "r"
-  a_str, b_str = in_str + "r", "r" + out_str
-  return (f"{x_str},{a_str}->{mid_str}", f"{mid_str},{b_str}->{y_str}",
-          tuple(dims[c] for c in in_str) + (rank,), (rank,) + tuple(dims[c] for c in out_str),
-          f"{a_str},{b_str}->{w_str}")
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+  """One low-rank adapter on (a slice of) a weight."""
+
+  target: str  # lora.targets name
+  prefix: str  # variable names prefix + "a", prefix + "b"
+  index: Optional[int]  # slice of the weight's leading C axis, or None for all of it
+  eq: str  # the base einsum it adapts (for a slice: without the C letter)
+  w_dims: str  # the adapted weight's letters (for a slice: without C)
+
+  def _split(self):
+    lhs, y = self.eq.split("->")
+    x, w = lhs.split(",")
+    return x, w, y
+
+  @property
+  def a_dims(self) -> str:
+    x, w, _ = self._split()
+    return "".join(c for c in w if c in x) + "r"
+
+  @property
+  def b_dims(self) -> str:
+    x, w, _ = self._split()
+    return "r" + "".join(c for c in w if c not in x)
+
+  @property
+  def eq_a(self) -> str:
+    x, w, _ = self._split()
+    return f"{x},{self.a_dims}->{self.mid}"
+
+  @property
+  def eq_b(self) -> str:
+    return f"{self.mid},{self.b_dims}->{self._split()[2]}"
+
+  @property
+  def mid(self) -> str:
+    x, w, _ = self._split()
+    return "".join(c for c in x if c not in w) + "r"
+
+  @property
+  def merge_eq(self) -> str:
+    return f"{self.a_dims},{self.b_dims}->{self.w_dims}"
+
+  def shapes(self, cfg: ModelConfig, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    sizes = dict(params_lib.dims(cfg), r=rank)
+    return tuple(sizes[c] for c in self.a_dims), tuple(sizes[c] for c in self.b_dims)
+
+  def axes(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    names = params_lib.AXIS_NAMES
+    return tuple(names[c] for c in self.a_dims), tuple(names[c] for c in self.b_dims)
+
+
+def _drop_leading(eq: str) -> str:
+  """The einsum for one slice of the weight's leading axis ('BTD,CDF->CBTF' -> 'BTD,DF->BTF')."""
+  lhs, y = eq.split("->")
+  x, w = lhs.split(",")
+  return f"{x},{w[1:]}->{y.replace(w[0], '')}"
+
+
+def adapters(w: params_lib.Weight, targets=None) -> tuple[Adapter, ...]:
+  """The adapters weight `w` carries, restricted to `targets` (None: all it can carry)."""
+  out = []
+  for target, prefix, index in w.lora:
+    if targets is not None and target not in targets:
+      continue
+    eq = w.einsum if index is None else _drop_leading(w.einsum)
+    out.append(Adapter(target, prefix, index, eq, w.dims if index is None else w.dims[1:]))
+  return tuple(out)
 
 
 def init_a(rng: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -55,30 +101,37 @@ def init_a(rng: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   return jax.random.normal(rng, shape, jnp.float32) / math.sqrt(math.prod(shape[:-1]))
 
 
-def validate(lora_cfg: LoraConfig) -> None:
-  """Raise naming the bad entry if lora.targets holds an unknown name."""
-  bad = [t for t in lora_cfg.targets if t not in TARGETS]
-  if bad:
-    raise ValueError(f"lora.targets has unknown {bad}; known: {list(TARGETS)}")
-  if lora_cfg.rank <= 0:
-    raise ValueError(f"lora.rank must be positive, got {lora_cfg.rank}")
+def _module_path(w: params_lib.Weight) -> list[str]:
+  return w.path.split("/")[:-1]  # drop the leaf name `w`
 
 
-def init_lora(rng: jax.Array, model_cfg: ModelConfig, lora_cfg: LoraConfig) -> dict:
+def init_lora(rng: jax.Array, model_cfg: ModelConfig, lora_cfg: LoraConfig) -> PyTree:
   """A fresh adapter tree (collection 'lora'): A random, B zero, all float32.
 
-  Runs the model's own init under jit and keeps only the 'lora' collection, so XLA drops
-  the base weights' initialisation and the shapes cannot drift from the model's.
+  Each A draws from `rng` folded with a hash of its path, so an adapter's values do not
+  depend on which other targets are enabled.
   """
-  from jax_sft.model.gemma import Transformer  # gemma imports this module
-  validate(lora_cfg)
-  model = Transformer(model_cfg, lora_cfg)
-  tokens = jnp.zeros((1, 1), jnp.int32)
+  tree: dict = {}
+  for w in params_lib.weights(model_cfg):
+    for ad in adapters(w, lora_cfg.targets):
+      a_shape, b_shape = ad.shapes(model_cfg, lora_cfg.rank)
+      node = tree
+      for k in _module_path(w):
+        node = node.setdefault(k, {})
+      key = jax.random.fold_in(rng, zlib.crc32(f"{w.path}:{ad.prefix}".encode()))
+      node[ad.prefix + "a"] = init_a(key, a_shape)
+      node[ad.prefix + "b"] = jnp.zeros(b_shape, jnp.float32)
+  return tree
 
-  @jax.jit
-  def _init(rng):
-    return model.init(rng, tokens, tokens, tokens + 1)["lora"]
-  return _init(rng)
+
+def axes_of(model_cfg: ModelConfig, path: str) -> tuple[str, ...]:
+  """Logical axes of the adapter variable at `path` (e.g. 'layer_0/mlp/gating_einsum/up_b')."""
+  module, name = path.rsplit("/", 1)
+  w = params_lib.weight(model_cfg, module + "/w")
+  for ad in adapters(w):
+    if name in (ad.prefix + "a", ad.prefix + "b"):
+      return ad.axes()[0 if name.endswith("a") else 1]
+  raise KeyError(f"no LoRA adapter {path!r}")
 
 
 def split(variables: dict) -> tuple[Any, Any]:
@@ -86,46 +139,35 @@ def split(variables: dict) -> tuple[Any, Any]:
   return variables["params"], variables.get("lora", {})
 
 
-def _layer_weight_eqs(model_cfg: ModelConfig) -> dict[tuple[str, str], str]:
-  gating = "BTD,CDF->CBTF" if model_cfg.gating_layout == "gemma2" else "BTD,CFD->CBTF"
-  return {("attn", "q_einsum"): "BTD,NDH->BTNH", ("attn", "kv_einsum"): "BSD,CKDH->CBSKH",
-          ("attn", "attn_vec_einsum"): "BTNH,NHD->BTD", ("mlp", "gating_einsum"): gating,
-          ("mlp", "linear"): "BTF,FD->BTD"}
+def _get(tree: dict, keys: list[str]) -> Optional[dict]:
+  for k in keys:
+    if not isinstance(tree, dict) or k not in tree:
+      return None
+    tree = tree[k]
+  return tree
 
 
-def drop_leading(eq: str) -> str:
-  """The einsum for one slice of the weight's leading axis ('BTD,CDF->CBTF' -> 'BTD,DF->BTF')."""
-  lhs, y = eq.split("->")
-  x, w = lhs.split(",")
-  c = w[0]
-  return f"{x},{w[1:]}->{y.replace(c, '')}"
-
-
-def merge(params: dict, lora: dict, model_cfg: ModelConfig, lora_cfg: LoraConfig) -> dict:
+def merge(params: PyTree, lora: PyTree, model_cfg: ModelConfig, lora_cfg: LoraConfig) -> PyTree:
   """Base params with every adapter folded in: w += (alpha/rank) * A.B, in w's dtype."""
   out = jax.tree.map(lambda x: x, params)  # a fresh tree; leaves are shared until replaced
-  eqs = _layer_weight_eqs(model_cfg)
-  for layer_name, layer_lora in lora.items():
-    for (group, weight), parts in WEIGHT_PARTS.items():
-      adapter = layer_lora.get(group, {}).get(weight)
-      if not adapter:
+  for w in params_lib.weights(model_cfg):
+    found = _get(lora, _module_path(w))
+    if not found:
+      continue
+    keys = _module_path(w)
+    base = _get(params, keys)["w"]
+    new_w = base.astype(jnp.float32)
+    for ad in adapters(w):
+      if ad.prefix + "a" not in found:
         continue
-      w = params[layer_name][group][weight]["w"]
-      new_w = w.astype(jnp.float32)
-      for _, prefix, index in parts:
-        if prefix + "a" not in adapter:
-          continue
-        eq = eqs[(group, weight)] if index is None else drop_leading(eqs[(group, weight)])
-        w_shape = w.shape if index is None else w.shape[1:]
-        *_, merge_eq = lora_einsums(eq, w_shape, lora_cfg.rank)
-        delta = lora_cfg.scale * jnp.einsum(
-            merge_eq, adapter[prefix + "a"].astype(jnp.float32), adapter[prefix + "b"].astype(jnp.float32),
-            precision=jax.lax.Precision.HIGHEST)
-        new_w = new_w + delta if index is None else new_w.at[index].add(delta)
-      out[layer_name][group][weight] = {"w": new_w.astype(w.dtype)}
+      delta = lora_cfg.scale * jnp.einsum(
+          ad.merge_eq, found[ad.prefix + "a"].astype(jnp.float32),
+          found[ad.prefix + "b"].astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
+      new_w = new_w + delta if ad.index is None else new_w.at[ad.index].add(delta)
+    _get(out, keys)["w"] = new_w.astype(base.dtype)
   return out
 
 
-def count(lora: dict) -> int:
+def count(lora: PyTree) -> int:
   """Number of adapter parameters."""
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(lora)))

@@ -14,8 +14,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jax_sft.config import LoraConfig, ModelConfig
 from jax_sft.model import lora as lora_lib
-from jax_sft.model.config import ModelConfig
+from jax_sft.model import params as params_lib
 
 # Large negative rather than -inf: a fully masked (padding) row stays finite.
 NEG_INF = -2.3819763e38
@@ -40,33 +41,42 @@ class RMSNorm(nn.Module):
 
 
 class Einsum(nn.Module):
-  """A weight `w` applied by one einsum, plus optional LoRA adapters on parts of it.
+  """A weight `w`, shaped and applied as its row of the weight table says, plus LoRA.
 
-  lora_parts: (variable prefix, index into w's leading axis or None for all of w).
+  `spec` is the row (params.Weight); `adapters` the LoRA adapters enabled on it.
   """
 
-  shape: tuple[int, ...]
-  param_dtype: jnp.dtype = jnp.float32
-  dtype: jnp.dtype = jnp.float32
-  lora_parts: tuple[tuple[str, Optional[int]], ...] = ()
+  spec: params_lib.Weight
+  cfg: ModelConfig
+  adapters: tuple[lora_lib.Adapter, ...] = ()
   lora_rank: int = 0
   lora_scale: float = 1.0
 
   @nn.compact
-  def __call__(self, eq: str, x: jax.Array) -> jax.Array:
-    w = self.param("w", nn.initializers.normal(0.02), self.shape, self.param_dtype)
-    y = jnp.einsum(eq, x, w.astype(self.dtype))
-    for prefix, index in self.lora_parts:
-      part_eq = eq if index is None else lora_lib.drop_leading(eq)
-      w_shape = self.shape if index is None else self.shape[1:]
-      eq_a, eq_b, a_shape, b_shape, _ = lora_lib.lora_einsums(part_eq, w_shape, self.lora_rank)
-      a = self.variable("lora", prefix + "a", lambda s=a_shape: lora_lib.init_a(
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cfg = self.cfg
+    dtype = jnp.dtype(cfg.compute_dtype)
+    w = self.param("w", nn.initializers.normal(0.02), self.spec.shape(cfg),
+                   jnp.dtype(cfg.param_dtype))
+    y = jnp.einsum(self.spec.einsum, x, w.astype(dtype))
+    for ad in self.adapters:
+      a_shape, b_shape = ad.shapes(cfg, self.lora_rank)
+      a = self.variable("lora", ad.prefix + "a", lambda s=a_shape: lora_lib.init_a(
           self.make_rng("params"), s)).value
-      b = self.variable("lora", prefix + "b", jnp.zeros, b_shape, jnp.float32).value
-      delta = jnp.einsum(eq_b, jnp.einsum(eq_a, x, a.astype(self.dtype)), b.astype(self.dtype))
+      b = self.variable("lora", ad.prefix + "b", jnp.zeros, b_shape, jnp.float32).value
+      delta = jnp.einsum(ad.eq_b, jnp.einsum(ad.eq_a, x, a.astype(dtype)), b.astype(dtype))
       delta = (delta * self.lora_scale).astype(y.dtype)
-      y = y + delta if index is None else y.at[index].add(delta)
+      y = y + delta if ad.index is None else y.at[ad.index].add(delta)
     return y
+
+
+def projection(cfg: ModelConfig, path: str, lora: Optional[LoraConfig], name: str) -> Einsum:
+  """The Einsum module for the layer weight at `path` (relative to a layer, e.g. 'attn/q_einsum/w')."""
+  spec = params_lib.weight(cfg, path)
+  if lora is None or not lora.enabled:
+    return Einsum(spec, cfg, name=name)
+  return Einsum(spec, cfg, lora_lib.adapters(spec, lora.targets), lora.rank, lora.scale,
+                name=name)
 
 
 def rope(x_BTNH: jax.Array, positions_BT: jax.Array, base: float, scale: float = 1.0) -> jax.Array:
@@ -98,24 +108,16 @@ class Attention(nn.Module):
 
   cfg: ModelConfig
   rope_base: float
-  lora_targets: tuple[str, ...] = ()
-  lora_rank: int = 0
-  lora_scale: float = 1.0
+  lora: Optional[LoraConfig] = None
   rope_scale: float = 1.0
-
-  def _einsum(self, name, shape, target):
-    parts = (("", None),) if target in self.lora_targets else ()
-    cfg = self.cfg
-    return Einsum(shape, jnp.dtype(cfg.param_dtype), jnp.dtype(cfg.compute_dtype), parts,
-                  self.lora_rank, self.lora_scale, name=name)
 
   @nn.compact
   def __call__(self, x_BTD, positions_BT, mask_BTS, cache: Optional[dict] = None,
                cache_index: Optional[jax.Array] = None):
     cfg = self.cfg
-    N, K, D, H = cfg.num_heads, cfg.num_kv_heads, cfg.embed_dim, cfg.head_dim
-    q_BTNH = self._einsum("q_einsum", (N, D, H), "query")("BTD,NDH->BTNH", x_BTD)
-    k_BSKH, v_BSKH = self._einsum("kv_einsum", (2, K, D, H), "kv")("BSD,CKDH->CBSKH", x_BTD)
+    N, K, H = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    q_BTNH = projection(cfg, "attn/q_einsum/w", self.lora, "q_einsum")(x_BTD)
+    k_BSKH, v_BSKH = projection(cfg, "attn/kv_einsum/w", self.lora, "kv_einsum")(x_BTD)
     if cfg.qk_norm:
       pdt = jnp.dtype(cfg.param_dtype)
       q_BTNH = RMSNorm(pdt, name="_query_norm")(q_BTNH)
@@ -141,7 +143,7 @@ class Attention(nn.Module):
     probs_BTKGS = jax.nn.softmax(logits_BTKGS, axis=-1).astype(v_BSKH.dtype)
     enc_BTNH = jnp.einsum("BTKGS,BSKH->BTKGH", probs_BTKGS, v_BSKH).reshape(B, T, N, H)
     enc_BTNH = enc_BTNH.astype(q_BTNH.dtype)
-    out_BTD = self._einsum("attn_vec_einsum", (N, H, D), "output")("BTNH,NHD->BTD", enc_BTNH)
+    out_BTD = projection(cfg, "attn/attn_vec_einsum/w", self.lora, "attn_vec_einsum")(enc_BTNH)
     return out_BTD, new_cache
 
 
@@ -149,26 +151,15 @@ class FeedForward(nn.Module):
   """gelu_tanh(x W_gate) * (x W_up), then W_down; gate and up stacked in `gating_einsum`."""
 
   cfg: ModelConfig
-  lora_targets: tuple[str, ...] = ()
-  lora_rank: int = 0
-  lora_scale: float = 1.0
+  lora: Optional[LoraConfig] = None
 
   @nn.compact
   def __call__(self, x_BTD):
     cfg = self.cfg
-    D, F = cfg.embed_dim, cfg.mlp_dim
-    pdt, cdt = jnp.dtype(cfg.param_dtype), jnp.dtype(cfg.compute_dtype)
-    gemma3 = cfg.gating_layout == "gemma3"
-    shape, eq = ((2, F, D), "BTD,CFD->CBTF") if gemma3 else ((2, D, F), "BTD,CDF->CBTF")
-    parts = tuple((p, i) for t, p, i in lora_lib.WEIGHT_PARTS[("mlp", "gating_einsum")]
-                  if t in self.lora_targets)
-    gate_BTF, up_BTF = Einsum(shape, pdt, cdt, parts, self.lora_rank, self.lora_scale,
-                              name="gating_einsum")(eq, x_BTD)
+    gate_BTF, up_BTF = projection(cfg, "mlp/gating_einsum/w", self.lora, "gating_einsum")(x_BTD)
     h_BTF = jax.nn.gelu(gate_BTF, approximate=True) * up_BTF
     h_BTF = nn.with_logical_constraint(h_BTF, ("batch", "length", "mlp"))
-    parts = (("", None),) if "down" in self.lora_targets else ()
-    return Einsum((F, D), pdt, cdt, parts, self.lora_rank, self.lora_scale,
-                  name="linear")("BTF,FD->BTD", h_BTF)
+    return projection(cfg, "mlp/linear/w", self.lora, "linear")(h_BTF)
 
 
 class Block(nn.Module):
@@ -176,25 +167,21 @@ class Block(nn.Module):
 
   cfg: ModelConfig
   rope_base: float
-  lora_targets: tuple[str, ...] = ()
-  lora_rank: int = 0
-  lora_scale: float = 1.0
+  lora: Optional[LoraConfig] = None
   rope_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x_BTD, positions_BT, mask_BTS, cache=None, cache_index=None):
     cfg = self.cfg
     pdt = jnp.dtype(cfg.param_dtype)
-    lora_args = (self.lora_targets, self.lora_rank, self.lora_scale)
     h_BTD = RMSNorm(pdt, name="pre_attention_norm")(x_BTD)
-    h_BTD, new_cache = Attention(cfg, self.rope_base, *lora_args, rope_scale=self.rope_scale,
-                                 name="attn")(
+    h_BTD, new_cache = Attention(cfg, self.rope_base, self.lora, self.rope_scale, name="attn")(
         h_BTD, positions_BT, mask_BTS, cache, cache_index)
     if cfg.post_norms:
       h_BTD = RMSNorm(pdt, name="post_attention_norm")(h_BTD)
     x_BTD = x_BTD + h_BTD
     h_BTD = RMSNorm(pdt, name="pre_ffw_norm")(x_BTD)
-    h_BTD = FeedForward(cfg, *lora_args, name="mlp")(h_BTD)
+    h_BTD = FeedForward(cfg, self.lora, name="mlp")(h_BTD)
     if cfg.post_norms:
       h_BTD = RMSNorm(pdt, name="post_ffw_norm")(h_BTD)
     x_BTD = nn.with_logical_constraint(x_BTD + h_BTD, ("batch", "length", "embed"))

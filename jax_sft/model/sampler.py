@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_sft.model.config import LoraConfig, ModelConfig
+from jax_sft.config import LoraConfig, ModelConfig
 from jax_sft.model.gemma import Transformer, init_cache
 
 

@@ -1,7 +1,7 @@
 """Sharding as data: logical axis names per parameter, one table of rules to mesh axes.
 
-Logical names come from the parameter's path (its checkpoint name), so the model code
-never mentions devices. `RULES` maps them onto the mesh axes ('data', 'fsdp', 'tensor');
+Logical names come from the weight table (params.py), so the model code never mentions
+devices. `RULES` maps them onto the mesh axes ('data', 'fsdp', 'tensor');
 a dim that the mesh axis does not divide (kv_heads=1 on a 2-way tensor axis) is
 replicated rather than failing. Activation constraints in the model
 (nn.with_logical_constraint) use the same table through `flax_rules`.
@@ -14,6 +14,10 @@ from typing import Any, Optional, Sequence
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jax_sft.config import ModelConfig
+from jax_sft.model import lora as lora_lib
+from jax_sft.model import params as params_lib
 
 # Default: FSDP over ('fsdp'), model dims over 'tensor', batch over both data axes.
 RULES: tuple[tuple[str, Any], ...] = (
@@ -38,58 +42,33 @@ PARAM_RULES: tuple[tuple[str, Any], ...] = tuple(
     (name, ("tensor", "fsdp") if name in ("vocab", "heads", "mlp") else axes)
     for name, axes in RULES if name != "batch")
 
-_WEIGHT_AXES = {
-    "q_einsum": ("heads", "embed", "head_dim"),
-    "kv_einsum": ("stack", "kv_heads", "embed", "head_dim"),
-    "attn_vec_einsum": ("heads", "head_dim", "embed"),
-    "linear": ("mlp", "embed"),
-    "_query_norm": ("head_dim",),
-    "_key_norm": ("head_dim",),
-}
-# LoRA factors, as derived in lora.py: A holds the input dims, B the output dims.
-_LORA_AXES = {
-    "q_einsum": {"a": ("embed", "lora_rank"), "b": ("lora_rank", "heads", "head_dim")},
-    "kv_einsum": {"a": ("embed", "lora_rank"), "b": ("lora_rank", "stack", "kv_heads", "head_dim")},
-    "attn_vec_einsum": {"a": ("heads", "head_dim", "lora_rank"), "b": ("lora_rank", "embed")},
-    "gating_einsum": {"gate_a": ("embed", "lora_rank"), "gate_b": ("lora_rank", "mlp"),
-                      "up_a": ("embed", "lora_rank"), "up_b": ("lora_rank", "mlp")},
-    "linear": {"a": ("mlp", "lora_rank"), "b": ("lora_rank", "embed")},
-}
 
 
-def _axes_for(path: tuple[str, ...], leaf, siblings: dict) -> tuple[Optional[str], ...]:
-  name, parent = path[-1], path[-2] if len(path) > 1 else ""
-  ndim = len(np.shape(leaf))
-  if name == "input_embedding":
-    axes = ("vocab", "embed")
-  elif name == "scale":
-    axes = _WEIGHT_AXES.get(parent, ("embed",))
-  elif name == "w" and parent == "gating_einsum":
-    # (2, D, F) in Gemma 1/2, (2, F, D) in Gemma 3: the sibling `linear` (F, D) tells which.
-    mlp_dim = np.shape(siblings["linear"]["w"])[0] if "linear" in siblings else None
-    axes = ("stack", "mlp", "embed") if np.shape(leaf)[1] == mlp_dim else ("stack", "embed", "mlp")
-  elif name == "w" and parent in _WEIGHT_AXES:
-    axes = _WEIGHT_AXES[parent]
-  elif parent in _LORA_AXES and name in _LORA_AXES[parent]:
-    axes = _LORA_AXES[parent][name]
-  else:
-    raise ValueError(f"no logical axes known for parameter {'/'.join(path)}")
-  if len(axes) != ndim:
-    raise ValueError(f"parameter {'/'.join(path)} has shape {np.shape(leaf)}, expected {axes}")
-  return axes
-
-
-def logical_axes(tree: dict) -> dict:
+def logical_axes(tree: dict, cfg: ModelConfig) -> dict:
   """The same tree with each leaf replaced by its tuple of logical axis names.
 
-  Accepts a param tree, a LoRA tree, or either's shapes (jax.ShapeDtypeStruct leaves).
+  Accepts a param tree, a LoRA tree, or either's shapes (jax.ShapeDtypeStruct leaves); the
+  names are the weight table's (params.py), so nothing is guessed from names or shapes.
   """
-  def walk(node, path, ancestors):
+  table = params_lib.by_path(cfg)
+
+  def axes(path: str, leaf) -> tuple[str, ...]:
+    if path in table:
+      found = table[path].axes
+    else:
+      try:
+        found = lora_lib.axes_of(cfg, path)
+      except KeyError:
+        raise ValueError(f"no logical axes known for parameter {path}") from None
+    if len(found) != len(np.shape(leaf)):
+      raise ValueError(f"parameter {path} has shape {np.shape(leaf)}, expected axes {found}")
+    return found
+
+  def walk(node, prefix):
     if isinstance(node, dict):
-      return {k: walk(v, path + (k,), ancestors + (node,)) for k, v in node.items()}
-    # the dict holding the leaf's module: for gating_einsum/w, the `mlp` dict
-    return _axes_for(path, node, ancestors[-2] if len(ancestors) >= 2 else {})
-  return walk(tree, (), ())
+      return {k: walk(v, f"{prefix}{k}/") for k, v in node.items()}
+    return axes(prefix[:-1], node)
+  return walk(tree, "")
 
 
 def spec_for(axes: Sequence[Optional[str]], shape: Sequence[int], mesh: Mesh,
@@ -112,9 +91,9 @@ def spec_for(axes: Sequence[Optional[str]], shape: Sequence[int], mesh: Mesh,
   return PartitionSpec(*out)
 
 
-def named_shardings(tree: dict, mesh: Mesh, rules=PARAM_RULES) -> dict:
+def named_shardings(tree: dict, mesh: Mesh, cfg: ModelConfig, rules=PARAM_RULES) -> dict:
   """A NamedSharding per leaf of a param/LoRA tree (arrays or shapes), from `rules`."""
-  axes = logical_axes(tree)
+  axes = logical_axes(tree, cfg)
   return jax.tree.map(lambda a, x: NamedSharding(mesh, spec_for(a, np.shape(x), mesh, rules)),
                       axes, tree, is_leaf=lambda x: isinstance(x, tuple))
 

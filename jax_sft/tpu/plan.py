@@ -1,6 +1,7 @@
 """Will this config fit a TPU slice, and how fast will it go? Answered ahead of time, on a CPU.
 
-The trainer's own jitted train step is lowered with abstract inputs (ShapeDtypeStructs
+The trainer's own jitted train step (train.builder, the same call `jax-sft train` makes) is
+lowered with abstract inputs (ShapeDtypeStructs
 carrying their shardings: no weights are allocated) over libtpu's virtual devices for the
 slice and compiled by the TPU compiler. XLA's memory_analysis gives the bytes per device,
 its cost_analysis the FLOPs and the roofline time of one step; the epoch size comes from
@@ -15,13 +16,14 @@ import re
 import time
 from typing import Any, Optional
 
-import jax
-import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from jax_sft import config as config_lib
 from jax_sft.tpu import topologies
 from jax_sft.tpu import workload
+from jax_sft.train import builder
+from jax_sft.train import mesh as mesh_lib
+from jax_sft.train.stopping import parse_duration
 
 GiB = 2**30
 DEFAULT_BUDGET = "8h30m"  # a Kaggle session less install and export
@@ -70,55 +72,8 @@ class Plan:
     return f"DOES NOT FIT: the TPU compiler ran out of {cap:.1f} GiB HBM ({self.error})"
 
 
-def _with_sharding(abstract, shardings):
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      abstract, shardings)
-
-
-def abstract_train_step(cfg: config_lib.Config, mesh: Mesh):
-  """(jitted train step, its abstract arguments) exactly as the trainer builds them.
-
-  Mirrors jax_sft.train.loop/session, but with jax.eval_shape instead of weights.
-  """
-  from jax_sft.model.gemma import Transformer
-  from jax_sft.train import mesh as mesh_lib
-  from jax_sft.train import optimizer as opt_lib
-  from jax_sft.train import state as state_lib
-  from jax_sft.train import step as step_lib
-  from jax_sft.train import weights
-
-  lora = cfg.lora.enabled
-  total_steps = 1000  # only the schedule's constants depend on it
-  tx = opt_lib.make_optimizer(cfg.train, total_steps)
-  schedule = opt_lib.make_schedule(cfg.train, total_steps)
-  base = weights.abstract_params(cfg)
-  if lora and cfg.lora.base_dtype != "float32":  # weights.load_base casts the frozen base
-    base = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, jnp.dtype(cfg.lora.base_dtype)),
-                        base)
-  base_sh = state_lib.param_shardings(base, mesh)
-  trainable = jax.eval_shape(lambda: weights.init_adapters(cfg, cfg.seed)) if lora else base
-  abstract = jax.eval_shape(lambda p: state_lib.create(p, tx, cfg.seed), trainable)
-  state_sh = state_lib.state_shardings(abstract, tx, mesh)
-  frozen, frozen_sh = (base, base_sh) if lora else ({}, {})
-
-  rows = (cfg.train.batch_size, cfg.data.max_seq_len)
-  batch_sh = mesh_lib.batch_sharding(mesh)
-  dtypes = {"inputs": jnp.int32, "targets": jnp.int32, "loss_mask": jnp.float32,
-            "segment_ids": jnp.int32, "positions": jnp.int32}
-  batch = {k: jax.ShapeDtypeStruct(rows, d, sharding=batch_sh) for k, d in dtypes.items()}
-
-  model = Transformer(cfg.model, cfg.lora if lora else None)
-  step_fn = step_lib.jit_train_step(
-      step_lib.make_train_step(model, cfg.model, tx, schedule, lora=lora,
-                               grad_accum=cfg.train.grad_accum),
-      mesh, state_sh, frozen_sh)
-  args = (_with_sharding(abstract, state_sh), _with_sharding(frozen, frozen_sh), batch)
-  return step_fn, args
-
-
 def make_mesh(cfg: config_lib.Config, topology: topologies.Topology) -> Mesh:
   """The trainer's mesh from cfg.mesh over the slice's virtual devices; checks the batch."""
-  from jax_sft.train import mesh as mesh_lib
   mesh = mesh_lib.make_mesh(cfg.mesh, topologies.devices(topology))
   mesh_lib.check_batch(mesh, cfg.train.batch_size, cfg.train.grad_accum)
   return mesh
@@ -137,7 +92,6 @@ def plan(cfg: config_lib.Config, topology: topologies.Topology, *,
 
   `hbm_gib` overrides the HBM per device the verdict compares against.
   """
-  from jax_sft.train.stopping import parse_duration
   mesh = make_mesh(cfg, topology)
   devices = list(mesh.devices.flat)
   per_device = topology.num_chips / len(devices)  # v2-v4 compile one device per core
@@ -148,9 +102,9 @@ def plan(cfg: config_lib.Config, topology: topologies.Topology, *,
                 batch_size=cfg.train.batch_size, seq_len=seq,
                 mode="lora" if cfg.lora.enabled else "full", fits=False, hbm_bytes=hbm)
   t0 = time.time()
-  step_fn, args = abstract_train_step(cfg, mesh)
+  trainer = builder.build(cfg, mesh, total_steps=1000)  # only the schedule's constants use it
   try:
-    compiled = step_fn.lower(*args).compile()
+    compiled = trainer.compile()
   except Exception as e:  # pylint: disable=broad-except
     if not _OOM.search(str(e)):
       raise
@@ -209,7 +163,6 @@ def find_batch(cfg: config_lib.Config, topology: topologies.Topology, *,
   Returns (best fitting plan or None, every plan tried). grad_accum is kept; the global
   batch is per-device rows x data-parallel devices x grad_accum.
   """
-  from jax_sft.train import mesh as mesh_lib
   ways = mesh_lib.batch_parallelism(mesh_lib.make_mesh(cfg.mesh, topologies.devices(topology)))
   tried: dict[int, Plan] = {}
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from jax.experimental import topologies as jax_topologies
+
 GiB = 2**30
 
 INSTALL_HINT = ('libtpu is not installed, so nothing can be compiled for a TPU here. '
@@ -100,6 +102,7 @@ def get(name: str) -> Topology:
 def libtpu_available() -> bool:
   """Whether libtpu (the TPU compiler) can be imported."""
   try:
+    # Optional (the `tpu` extra), so imported only to ask whether it is there.
     import libtpu  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     return False
@@ -114,7 +117,6 @@ def devices(topology: Topology) -> list:
   # several processes (parallel tests, a plan beside a plan) load it: we only compile.
   os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-  from jax.experimental import topologies as jax_topologies  # pylint: disable=g-import-not-at-top
   desc = jax_topologies.get_topology_desc(
       platform="tpu", topology_name=topology.libtpu_name,
       chips_per_host_bounds=topology.chips_per_host_bounds)

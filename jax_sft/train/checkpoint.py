@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import SingleDeviceSharding
 
 from jax_sft import config as config_lib
-from jax_sft.train.config import CheckpointConfig
+from jax_sft.config import CheckpointConfig
 
 PyTree = Any
 # Config keys that change the shapes or meaning of saved weights; others may differ.
@@ -194,6 +194,14 @@ class Checkpointer:
     return out
 
 
+def is_run(path: str) -> bool:
+  """True for a training run dir, its checkpoints dir, or one step's dir (not released weights)."""
+  path = os.path.abspath(os.fspath(path))
+  return (os.path.isdir(os.path.join(path, "checkpoints"))
+          or os.path.exists(os.path.join(path, "run.yaml"))
+          or "checkpoints" in os.path.normpath(path).split(os.sep))
+
+
 def resolve(path: str) -> tuple[str, Optional[int]]:
   """(manager directory, step or None for latest) from a run dir, a checkpoints dir,
   or one step's dir."""
@@ -220,18 +228,3 @@ def open_read_only(path: str) -> tuple[Checkpointer, int]:
 def config_from_checkpoint(ckpt: Checkpointer, step: int) -> config_lib.Config:
   """The saved run's Config."""
   return config_lib.from_dict(ckpt.read_json(step, "config"), source=f"{ckpt.directory}/{step}")
-
-
-def load_for_inference(path: str, shardings: Optional[PyTree] = None):
-  """(Config, params, lora_params_or_None) from a run or checkpoint dir, for
-  generate/eval/export. Under LoRA the base weights come from the saved reference."""
-  from jax_sft.train import weights
-  ckpt, step = open_read_only(path)
-  cfg = config_from_checkpoint(ckpt, step)
-  meta = ckpt.read_json(step, "meta")
-  saved = ckpt.saved_params_metadata(step)
-  trainable = ckpt.restore_params(step, saved, shardings if not cfg.lora.enabled else None)
-  if not cfg.lora.enabled:
-    return cfg, trainable, None
-  base = weights.load_base(cfg, meta.get("base_weights"), shardings=shardings)
-  return cfg, base, trainable

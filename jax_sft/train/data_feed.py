@@ -17,6 +17,8 @@ import jax
 import numpy as np
 
 from jax_sft import config as config_lib
+from jax_sft.data import loader
+from jax_sft.data import prepare as prepare_lib
 from jax_sft.train import mesh as mesh_lib
 
 KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions")
@@ -24,8 +26,7 @@ KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions")
 
 def prepare(cfg: config_lib.Config) -> dict:
   """Runs (or reuses) `jax-sft prepare` for cfg.data; returns the manifest."""
-  from jax_sft.data import prepare as prepare_lib
-  return prepare_lib.prepare(cfg.data)
+  return prepare_lib.prepare(cfg.data, seed=cfg.seed)
 
 
 def _batches_available(cfg: config_lib.Config, manifest: dict) -> int:
@@ -42,7 +43,6 @@ def _batches_available(cfg: config_lib.Config, manifest: dict) -> int:
       known = json.load(f)
   if key in known:
     return known[key]
-  from jax_sft.data import loader
   it = loader.make_iterator(cfg.data, "train", cfg.train.batch_size, cfg.data.max_seq_len,
                             epochs=epochs, seed=cfg.seed, shuffle=cfg.train.shuffle)
   count = sum(1 for _ in it)
@@ -66,7 +66,6 @@ def total_steps(cfg: config_lib.Config, manifest: dict) -> int:
 
 def train_iterator(cfg: config_lib.Config, steps: int) -> Iterator[dict]:
   """The global training stream (Grain iterator, checkpointable), enough epochs for `steps`."""
-  from jax_sft.data import loader
   epochs = max(1, math.ceil(cfg.train.epochs)) if cfg.train.max_steps <= 0 else None
   return loader.make_iterator(cfg.data, "train", cfg.train.batch_size, cfg.data.max_seq_len,
                               epochs=epochs, seed=cfg.seed, shuffle=cfg.train.shuffle)
@@ -91,7 +90,6 @@ def eval_batches(cfg: config_lib.Config, batch_size: Optional[int] = None) -> It
   """Up to train.eval_batches batches of `batch_size` rows (default train.eval_batch_size
   or 1) of the held-out split, in order; the last batch is padded with empty rows
   (segment 0, no loss) so a held-out set smaller than one batch is still evaluated."""
-  from jax_sft.data import loader
   batch_size = batch_size or cfg.train.eval_batch_size or 1
   try:
     rows = loader.make_iterator(cfg.data, "eval", 1, cfg.data.max_seq_len,

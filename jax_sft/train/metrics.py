@@ -11,6 +11,7 @@ import os
 from typing import Mapping
 
 import jax
+from tensorboardX import SummaryWriter
 
 
 class MetricsWriter:
@@ -23,7 +24,6 @@ class MetricsWriter:
     self._tb = None
     if self.enabled:
       os.makedirs(run_dir, exist_ok=True)
-      from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
 
   def write(self, step: int, split: str, values: Mapping[str, float]) -> None:
@@ -48,14 +48,20 @@ def read(path: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _pyplot():
+  """matplotlib's pyplot on the Agg backend (no display): heavy, so loaded when first plotted."""
+  import matplotlib  # pylint: disable=g-import-not-at-top  (heavy; loaded when first plotted)
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
 def plot_losses(run_dir: str) -> str | None:
   """Writes {run_dir}/loss.png (train and eval loss per step); returns its path."""
   path = os.path.join(run_dir, "metrics.jsonl")
   if jax.process_index() != 0 or not os.path.exists(path):
     return None
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _pyplot()
   curves: dict[str, dict[int, float]] = {}
   for row in read(path):
     if "loss" in row:

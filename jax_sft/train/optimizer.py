@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import optax
 
-from jax_sft.train.config import TrainConfig
+from jax_sft.config import TrainConfig
 
 
 def make_schedule(cfg: TrainConfig, total_steps: int) -> optax.Schedule:

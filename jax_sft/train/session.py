@@ -12,15 +12,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-import jax
-import optax
-from jax.sharding import Mesh
-
 from jax_sft import config as config_lib
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import state as state_lib
-from jax_sft.train import step as step_lib
 from jax_sft.train import weights
+from jax_sft.train.builder import Trainer
 
 PyTree = Any
 
@@ -31,80 +27,62 @@ class Start:
 
   state: state_lib.TrainState
   frozen: PyTree  # base weights under LoRA, {} otherwise
-  state_sh: state_lib.TrainState
-  frozen_sh: PyTree
   resumed_step: Optional[int]  # checkpoint step restored by --resume, else None
   note: str
 
 
-def _abstract_state(trainable_abstract: PyTree, tx, seed: int) -> state_lib.TrainState:
-  return jax.eval_shape(lambda p: state_lib.create(p, tx, seed), trainable_abstract)
-
-
-def build(cfg: config_lib.Config, mesh: Mesh, tx: optax.GradientTransformation,
-          ckpt: ckpt_lib.Checkpointer, *, resume: bool, init_from: Optional[str],
-          init_optimizer: bool, data_iter=None) -> Start:
-  """Creates or restores the state on `mesh`; checks compatibility before compiling."""
-  lora = cfg.lora.enabled
-  copts = step_lib.compiler_options(cfg.train.xla_opt_level)
-  base_abstract = weights.abstract_params(cfg)
-  base_sh = state_lib.param_shardings(base_abstract, mesh)
-  if lora:
-    adapters_abstract = jax.eval_shape(lambda: weights.init_adapters(cfg, cfg.seed))
-    trainable_abstract = adapters_abstract
-  else:
-    trainable_abstract = base_abstract
-  abstract = _abstract_state(trainable_abstract, tx, cfg.seed)
-  state_sh = state_lib.state_shardings(abstract, tx, mesh)
-  frozen_sh = base_sh if lora else {}
-
+def build(trainer: Trainer, ckpt: ckpt_lib.Checkpointer, *, resume: bool,
+          init_from: Optional[str], init_optimizer: bool, data_iter=None) -> Start:
+  """Creates or restores the state on the trainer's mesh; checks compatibility first."""
+  cfg, lora = trainer.cfg, trainer.lora
   latest = ckpt.latest_step()
   if latest is not None and not resume:
     raise ckpt_lib.CheckpointError(
         f"{ckpt.directory} already holds checkpoints (latest step {latest}): pass --resume"
         " to continue that run, or choose a new run_dir")
   if resume and latest is not None:
-    ckpt.check_compatible(latest, cfg, trainable_abstract)
-    _check_same_data(ckpt, latest, cfg)
-    frozen = weights.load_base(cfg, shardings=base_sh) if lora else {}
-    params = ckpt.restore_params(latest, trainable_abstract, state_sh.params)
-    opt = ckpt.restore_opt(latest, _opt_part(abstract), _opt_part(state_sh))
-    if data_iter is not None:
-      ckpt.restore_data_iter(latest, data_iter)
-    state = state_lib.TrainState(step=opt["step"], params=params,
-                                 opt_state=opt["opt_state"], rng=opt["rng"])
-    return Start(state, frozen, state_sh, frozen_sh, latest, f"resumed from step {latest}")
-
+    return _resume(trainer, ckpt, latest, data_iter)
   note = "resume asked but no checkpoint yet: starting fresh; " if resume else ""
   if init_from:
-    src, step = ckpt_lib.open_read_only(init_from)
-    src.check_compatible(step, cfg, trainable_abstract)
-    src_meta = src.read_json(step, "meta")
-    if lora:
-      frozen = weights.load_base(cfg, src_meta.get("base_weights"), shardings=base_sh)
-    else:
-      frozen = {}
-    params = src.restore_params(step, trainable_abstract, state_sh.params)
-    state = jax.jit(lambda p: state_lib.create(p, tx, cfg.seed),
-                    out_shardings=state_sh, compiler_options=copts)(params)
-    if init_optimizer:
-      opt = src.restore_opt(step, _opt_part(abstract), _opt_part(state_sh))
-      state = state.replace(opt_state=opt["opt_state"])
-    note += f"warm start from {src.directory}/{step}" + (
-        " with its optimizer state" if init_optimizer else "")
-    return Start(state, frozen, state_sh, frozen_sh, None, note)
-
-  base = weights.load_base(cfg, shardings=base_sh)
+    return _warm_start(trainer, init_from, init_optimizer, note)
+  base = weights.load_base(cfg, shardings=trainer.base_sh)
   if lora:
-    adapters = jax.jit(lambda: weights.init_adapters(cfg, cfg.seed),
-                       out_shardings=state_sh.params, compiler_options=copts)()
-    frozen, trainable = base, adapters
+    state = trainer.init_state(trainer.new_adapters())
+    frozen = base
   else:
-    frozen, trainable = {}, base
-  state = jax.jit(lambda p: state_lib.create(p, tx, cfg.seed), out_shardings=state_sh,
-                  donate_argnums=(0,) if not lora else (), compiler_options=copts)(trainable)
-  return Start(state, frozen, state_sh, frozen_sh, None,
-               note + f"fresh start from {weights.base_reference(cfg)}")
+    state, frozen = trainer.init_state(base, donate=True), {}
+  return Start(state, frozen, None, note + f"fresh start from {weights.base_reference(cfg)}")
+
+
+def _resume(trainer: Trainer, ckpt: ckpt_lib.Checkpointer, step: int, data_iter) -> Start:
+  cfg = trainer.cfg
+  ckpt.check_compatible(step, cfg, trainer.trainable_abstract)
+  _check_same_data(ckpt, step, cfg)
+  frozen = weights.load_base(cfg, shardings=trainer.base_sh) if trainer.lora else {}
+  params = ckpt.restore_params(step, trainer.trainable_abstract, trainer.state_sh.params)
+  opt = ckpt.restore_opt(step, _opt_part(trainer.abstract_state), _opt_part(trainer.state_sh))
+  if data_iter is not None:
+    ckpt.restore_data_iter(step, data_iter)
+  state = state_lib.TrainState(step=opt["step"], params=params, opt_state=opt["opt_state"],
+                               rng=opt["rng"])
+  return Start(state, frozen, step, f"resumed from step {step}")
+
+
+def _warm_start(trainer: Trainer, init_from: str, init_optimizer: bool, note: str) -> Start:
+  cfg = trainer.cfg
+  src, step = ckpt_lib.open_read_only(init_from)
+  src.check_compatible(step, cfg, trainer.trainable_abstract)
+  src_meta = src.read_json(step, "meta")
+  frozen = (weights.load_base(cfg, src_meta.get("base_weights"), shardings=trainer.base_sh)
+            if trainer.lora else {})
+  params = src.restore_params(step, trainer.trainable_abstract, trainer.state_sh.params)
+  state = trainer.init_state(params)
+  if init_optimizer:
+    opt = src.restore_opt(step, _opt_part(trainer.abstract_state), _opt_part(trainer.state_sh))
+    state = state.replace(opt_state=opt["opt_state"])
+  note += f"warm start from {src.directory}/{step}" + (
+      " with its optimizer state" if init_optimizer else "")
+  return Start(state, frozen, None, note)
 
 
 def _opt_part(s: state_lib.TrainState) -> dict:

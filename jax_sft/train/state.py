@@ -14,6 +14,9 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jax_sft.config import ModelConfig
+from jax_sft.model import sharding as model_sharding
+
 PyTree = Any
 
 
@@ -37,21 +40,20 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def param_shardings(params: PyTree, mesh: Mesh) -> PyTree:
+def param_shardings(params: PyTree, mesh: Mesh, model_cfg: ModelConfig) -> PyTree:
   """NamedShardings for a param (or LoRA) tree from the model's logical-axis rules."""
-  from jax_sft.model import sharding as model_sharding  # the model's rules table
-  return model_sharding.named_shardings(params, mesh)
+  return model_sharding.named_shardings(params, mesh, model_cfg)
 
 
 def state_shardings(abstract: TrainState, tx: optax.GradientTransformation,
-                    mesh: Mesh) -> TrainState:
+                    mesh: Mesh, model_cfg: ModelConfig) -> TrainState:
   """Shardings for every leaf of `abstract` (from jax.eval_shape).
 
   Optimizer moments take their param's sharding (optax.tree_map_params finds them);
   counters and the RNG are replicated.
   """
   rep = replicated(mesh)
-  p_sh = param_shardings(abstract.params, mesh)
+  p_sh = param_shardings(abstract.params, mesh, model_cfg)
   opt_sh = optax.tree_map_params(
       tx, lambda _, sh: sh, abstract.opt_state, p_sh,
       transform_non_params=lambda _: rep,

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from jax_sft.model.config import ModelConfig
+from jax_sft.config import ModelConfig
+from jax_sft.model import sharding as model_sharding
+from jax_sft.model.loss import chunked_cross_entropy
 from jax_sft.train import mesh as mesh_lib
 from jax_sft.train.state import TrainState, replicated
 
@@ -26,7 +29,6 @@ Batch = Mapping[str, jax.Array]
 def loss_terms(model, model_cfg: ModelConfig, params: PyTree, lora: PyTree | None,
                batch: Batch) -> tuple[jax.Array, jax.Array]:
   """(sum of token CE over loss_mask, number of loss tokens) for one batch."""
-  from jax_sft.model.loss import chunked_cross_entropy
   compute = jnp.dtype(model_cfg.compute_dtype)
   if compute != jnp.dtype(model_cfg.param_dtype):
     # Cast the (sharded) master weights once, before FSDP gathers them: the gathers, and
@@ -99,8 +101,6 @@ def make_train_step(model, model_cfg: ModelConfig, tx: optax.GradientTransformat
 def _in_mesh(fn, mesh: Mesh):
   """`fn` traced inside the mesh and the model's logical-axis rules, so the model's
   activation constraints (nn.with_logical_constraint) resolve to mesh axes."""
-  import flax.linen as nn
-  from jax_sft.model import sharding as model_sharding
 
   def wrapped(*args):
     with mesh, nn.logical_axis_rules(model_sharding.flax_rules()):

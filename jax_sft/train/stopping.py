@@ -12,6 +12,7 @@ import time
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -66,7 +67,6 @@ class StopFlags:
     elif self.budget_s is not None and self.left() < step_s + save_s:
       reason = f"time budget {self.budget_s:.0f}s nearly spent ({self.elapsed():.0f}s used)"
     if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
       stop = multihost_utils.process_allgather(np.int32(reason is not None))
       if np.any(stop) and reason is None:
         reason = "another process is stopping"

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from jax_sft.data import dedup, encode, mix, prepare, shards, template
-from jax_sft.data.config import DedupConfig
+from jax_sft.config import DedupConfig
 from jax_sft.data.tokenizer import Tokenizer
 
 
@@ -53,7 +53,7 @@ def test_reuse_and_determinism(prepared, tmp_path):
   assert os.stat(shard).st_mtime_ns == before  # reused, not rewritten
   again = prepare.prepare(dataclasses.replace(cfg, output_dir=str(tmp_path / "a")))
   assert (again["content_hash"], again["output_hash"]) == (m["content_hash"], m["output_hash"])
-  other = prepare.prepare(dataclasses.replace(cfg, output_dir=str(tmp_path / "b"), seed=1))
+  other = prepare.prepare(dataclasses.replace(cfg, output_dir=str(tmp_path / "b")), seed=1)
   assert other["content_hash"] != m["content_hash"] and other["output_hash"] != m["output_hash"]
 
 
@@ -100,11 +100,21 @@ def test_dedup_across_sources():
   assert [w for _, w in dedup.dedup(recs, DedupConfig(near=False))] == ["", "exact_duplicate", "", ""]
 
 
-def test_split_is_stable_by_id():
-  ids = [f"raiden:{i}" for i in range(2000)]
-  held = {i for i in ids if mix.is_eval(i, 0.1)}
-  assert 140 < len(held) < 260
-  assert held == {i for i in ids + ["new:1", "new:2"] if mix.is_eval(i, 0.1)} - {"new:1", "new:2"}
+def test_an_ids_split_does_not_change_as_the_mix_grows(tmp_path, make_cfg):
+  # Session 2 grows the mix; an example held out in session 1 must stay held out (and a
+  # training example stay in training), or the held-out loss would be measured on seen rows.
+  small = make_cfg(tmp_path / "small", eval_fraction=0.3)
+  small.sources = {n: dataclasses.replace(s, count=6) for n, s in small.sources.items()}
+  big = make_cfg(tmp_path / "big", eval_fraction=0.3)
+  split_of = {}
+  for name, cfg in (("small", small), ("big", big)):
+    prepare.prepare(cfg)
+    split_of[name] = {r["id"]: split for split in ("train", "eval")
+                      for r in prepare.read_records(cfg.output_dir, split)}
+  common = split_of["small"].keys() & split_of["big"].keys()
+  assert len(split_of["big"]) > len(split_of["small"]) >= len(common) > 10
+  assert {split_of["small"][i] for i in common} == {"train", "eval"}
+  assert all(split_of["small"][i] == split_of["big"][i] for i in common)
 
 
 def test_curriculum_order():

@@ -1,6 +1,6 @@
 """Readers, normalization and row filters on every edge case of the five layouts.
 
-Runs over the bundled samples, and over /work/shared/datasets when it exists: both
+Runs over the bundled samples, and over ../shared/datasets when it exists: both
 carry the same edge cases at the same rows (see that folder's README.md).
 """
 
@@ -10,12 +10,13 @@ import os
 import pytest
 
 from jax_sft.data import filters, normalize, sources
-from jax_sft.data.config import FilterConfig, SourceConfig
+from jax_sft.config import FilterConfig, SourceConfig
 from jax_sft.data.sources import DataError
 
 ROOTS = ["samples:"]
-if os.path.isdir("/work/shared/datasets"):
-  ROOTS.append("/work/shared/datasets/")
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "datasets")
+if os.path.isdir(SHARED):  # the project's shared stand-ins, beside the checkout
+  ROOTS.append(os.path.abspath(SHARED) + "/")
 
 # Row key (last part of where) -> expected drop reason; every other row is kept.
 EXPECTED = {

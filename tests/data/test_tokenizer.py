@@ -28,6 +28,17 @@ def test_round_trip(tok, text):
   assert tok.decode(tok.encode(text)) == text
 
 
+def test_the_template_is_the_users_format_to_the_character():
+  # The users' format, written out by hand: any change to the template must break this.
+  want = ("<start_of_turn>user\nWhy is the sky blue?<end_of_turn>\n"
+          "<start_of_turn>model\n<reasoning>Sunlight scatters.</reasoning>\n"
+          "<answer>Rayleigh scattering.</answer><end_of_turn>")
+  assert template.render_example("Why is the sky blue?", "Sunlight scatters.",
+                                 "Rayleigh scattering.") == want
+  assert template.render_prompt("Q?", "Be brief.") == (
+      "<start_of_turn>user\nBe brief.\n\nQ?<end_of_turn>\n<start_of_turn>model\n")
+
+
 def test_gemma_special_ids(tok):
   assert (tok.pad_id, tok.eos_id, tok.bos_id) == (0, 1, 2)
   assert tok.vocab_size == 1024

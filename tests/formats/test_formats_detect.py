@@ -1,12 +1,10 @@
 """load_params / config_from_checkpoint: format detection and dispatch, clear errors."""
 
-import types
-
 import numpy as np
 import pytest
 
 from jax_sft.model import formats
-from jax_sft.model.config import LoraConfig, ModelConfig
+from jax_sft.config import ModelConfig
 
 
 def test_expected_shapes_at_real_size():
@@ -42,30 +40,3 @@ def test_unknown_directory_and_missing_path(tmp_path):
     formats.load_params(str(tmp_path), ModelConfig.tiny_gemma1())
   with pytest.raises(FileNotFoundError, match="no such checkpoint"):
     formats.load_params(str(tmp_path / "nope"), ModelConfig.tiny_gemma1())
-
-
-def test_training_run_is_delegated_and_lora_merged(tmp_path, monkeypatch):
-  from jax_sft.train import checkpoint as run_checkpoint
-  cfg = ModelConfig.tiny_gemma1()
-  params = formats.random_params(cfg)
-  lora_cfg = LoraConfig(enabled=True, rank=2, alpha=4.0, targets=["query"])
-  q = params["layer_0"]["attn"]["q_einsum"]["w"]
-  n, d, h = q.shape
-  a = np.ones((d, 2), np.float32)  # the model's adapter layout: A (D, r), B (r, N, H)
-  b = np.full((2, n, h), 0.5, np.float32)
-  lora = {"layer_0": {"attn": {"q_einsum": {"a": a, "b": b}}}}
-  run_cfg = types.SimpleNamespace(model=cfg, lora=lora_cfg)
-  seen = {}
-
-  def fake_load(path, shardings=None):
-    seen["path"] = path
-    return run_cfg, params, lora
-
-  monkeypatch.setattr(run_checkpoint, "load_for_inference", fake_load)
-  (tmp_path / "run.yaml").write_text("seed: 0\n")
-  merged = formats.load_params(str(tmp_path), cfg)
-  assert seen["path"] == str(tmp_path)
-  np.testing.assert_allclose(np.asarray(merged["layer_0"]["attn"]["q_einsum"]["w"]),
-                             q + lora_cfg.scale * np.einsum("Dr,rNH->NDH", a, b), rtol=1e-6)
-  np.testing.assert_array_equal(np.asarray(merged["layer_1"]["attn"]["q_einsum"]["w"]),
-                                params["layer_1"]["attn"]["q_einsum"]["w"])

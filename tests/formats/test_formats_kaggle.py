@@ -7,7 +7,7 @@ import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jax_sft.model.config import ModelConfig
+from jax_sft.config import ModelConfig
 from jax_sft.model import formats
 from jax_sft.model.formats import shapes
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from jax_sft import cli
 from jax_sft.data.tokenizer import sample_tokenizer_path
-from jax_sft.model import config as model_config
+from jax_sft import config as model_config
 from jax_sft.model import formats, sampler
 from jax_sft.model.gemma import Transformer
 

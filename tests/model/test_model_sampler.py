@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_sft.model import config as model_config
+from jax_sft import config as model_config
 from jax_sft.model import sampler
 from jax_sft.model.gemma import Transformer
 

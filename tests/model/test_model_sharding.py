@@ -10,7 +10,7 @@ from flax import linen as nn
 from jax.sharding import AxisType
 from jax.sharding import PartitionSpec as P
 
-from jax_sft.model import config as model_config
+from jax_sft import config as model_config
 from jax_sft.model import sharding
 from jax_sft.model.gemma import Transformer
 
@@ -20,17 +20,18 @@ def test_logical_axes_cover_every_param_and_adapter():
     cfg = model_config.preset(name)
     lcfg = model_config.LoraConfig(enabled=True, rank=4)
     shapes = jax.eval_shape(Transformer(cfg, lcfg).init, jax.random.key(0), jnp.ones((1, 4), jnp.int32))
-    axes = sharding.logical_axes(shapes["params"])
+    axes = sharding.logical_axes(shapes["params"], cfg)
     assert axes["layer_0"]["attn"]["kv_einsum"]["w"] == ("stack", "kv_heads", "embed", "head_dim")
     gating = axes["layer_0"]["mlp"]["gating_einsum"]["w"]
     assert gating == (("stack", "mlp", "embed") if cfg.gating_layout == "gemma3" else ("stack", "embed", "mlp"))
-    lora_axes = sharding.logical_axes(shapes["lora"])
+    lora_axes = sharding.logical_axes(shapes["lora"], cfg)
     assert lora_axes["layer_0"]["attn"]["q_einsum"]["b"] == ("lora_rank", "heads", "head_dim")
 
 
 def test_unknown_param_is_named():
   with pytest.raises(ValueError, match="layer_0/attn/mystery"):
-    sharding.logical_axes({"layer_0": {"attn": {"mystery": {"w": np.zeros((2, 2))}}}})
+    sharding.logical_axes({"layer_0": {"attn": {"mystery": {"w": np.zeros((2, 2))}}}},
+                          model_config.preset("tiny_gemma1"))
 
 
 def test_kv_heads_one_falls_back_to_replication():
@@ -41,7 +42,7 @@ def test_kv_heads_one_falls_back_to_replication():
   assert spec == P(None, "tensor", "fsdp", None)
 
 
-def test_sharded_forward_matches_single_device():
+def test_sharded_forward_matches_single_device(assert_close):
   assert jax.device_count() == 8
   # kv_heads=2 splits over 'tensor'; two layers (local, global) keep the compile short
   cfg = dataclasses.replace(model_config.preset("tiny_gemma2"), num_layers=2,
@@ -55,7 +56,7 @@ def test_sharded_forward_matches_single_device():
   want = jax.jit(model.apply)(variables, tokens)
 
   mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
-  shardings = {k: sharding.named_shardings(v, mesh) for k, v in variables.items()}
+  shardings = {k: sharding.named_shardings(v, mesh, cfg) for k, v in variables.items()}
   # PARAM_RULES: the vocab dim over tensor and fsdp together (it divides), embed replicated
   assert shardings["params"]["embedder"]["input_embedding"].spec == P(("tensor", "fsdp"), None)
   placed = jax.device_put(variables, shardings)
@@ -69,4 +70,4 @@ def test_sharded_forward_matches_single_device():
     got = forward(placed, tokens_sharded)
   assert len(got.sharding.device_set) == 8
   # reduction order differs across devices: float32 rounding only
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=5e-5, rtol=1e-5)
+  assert_close(got, want, rel=1e-5)

@@ -46,7 +46,7 @@ def test_plan_full_sft_fits_and_reports_what_xla_measured():
   # Oracle: params + two AdamW moments (float32), sharded 8 ways where a dim divides by 8,
   # are all in the arguments; the arguments cannot be smaller than an even 8-way split.
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(
-      weights.abstract_params(cfg)))
+      weights.abstract_base(cfg)))
   assert p.argument_bytes >= 3 * 4 * n_params / 8
   assert p.argument_bytes <= 3 * 4 * n_params + 5 * 4 * 8 * 128 + 2**20
   assert p.total_bytes == (p.argument_bytes + p.output_bytes - p.alias_bytes + p.temp_bytes
@@ -79,7 +79,7 @@ def test_lora_plan_passes_the_base_in_and_only_adapters_out():
   assert p.fits and p.mode == "lora" and p.num_devices == 4
   # The frozen base (float32, split at most 4 ways) is an argument and never an output.
   base_bytes = 4 * sum(int(np.prod(x.shape)) for x in jax.tree.leaves(
-      weights.abstract_params(cfg)))
+      weights.abstract_base(cfg)))
   assert p.argument_bytes - p.output_bytes >= base_bytes / 4
 
 

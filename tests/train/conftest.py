@@ -30,7 +30,7 @@ def prepared_data(tmp_path_factory):
   from jax_sft.data import prepare
   out = str(tmp_path_factory.mktemp("train_data"))
   cfg = config_lib.load(SMOKE, TINY + [f"data.output_dir={out}"])
-  prepare.prepare(cfg.data)
+  prepare.prepare(cfg.data, seed=cfg.seed)
   return out
 
 

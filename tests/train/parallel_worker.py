@@ -22,9 +22,8 @@ if n > 1:
 import numpy as np  # noqa: E402
 
 from jax_sft import config as config_lib  # noqa: E402
-from jax_sft.model.gemma import Transformer  # noqa: E402
-from jax_sft.train import checkpoint as ckpt_lib, data_feed, mesh as mesh_lib  # noqa: E402
-from jax_sft.train import optimizer as opt_lib, session, step as step_lib  # noqa: E402
+from jax_sft.train import builder, checkpoint as ckpt_lib, data_feed  # noqa: E402
+from jax_sft.train import mesh as mesh_lib, session  # noqa: E402
 
 cfg = config_lib.from_dict({
     "model": {"preset": "tiny_gemma2", "vocab_size": 256, "num_layers": 2,
@@ -33,13 +32,10 @@ cfg = config_lib.from_dict({
     "mesh": {"data": 2, "fsdp": -1}, "data": {"max_seq_len": 32}})
 mesh = mesh_lib.make_mesh(cfg.mesh)
 mesh_lib.check_batch(mesh, cfg.train.batch_size)
-tx = opt_lib.make_optimizer(cfg.train, 3)
+trainer = builder.build(cfg, mesh, total_steps=3)
 ckpt = ckpt_lib.Checkpointer(ckpt_dir, cfg.checkpoint)
-start = session.build(cfg, mesh, tx, ckpt, resume=False, init_from=None, init_optimizer=False)
-model = Transformer(cfg.model)
-fn = step_lib.jit_train_step(
-    step_lib.make_train_step(model, cfg.model, tx, opt_lib.make_schedule(cfg.train, 3), lora=False),
-    mesh, start.state_sh, start.frozen_sh, 0)
+start = session.build(trainer, ckpt, resume=False, init_from=None, init_optimizer=False)
+fn = trainer.train_step
 rng = np.random.default_rng(0)
 state, losses = start.state, []
 for _ in range(3):

@@ -8,19 +8,19 @@ import pytest
 
 from jax_sft.cli import main
 from jax_sft.train import checkpoint as ckpt_lib
-from jax_sft.train import loop
-from jax_sft.train.config import CheckpointConfig
+from jax_sft.train import export as export_lib
+from jax_sft.train import loop, weights
+from jax_sft.config import CheckpointConfig
 
 
 def test_export_lora_run_merged_round_trips(make_cfg, tmp_path):
   from jax_sft.model import formats, lora as lora_lib
-  from jax_sft.train import export_cli
   cfg = make_cfg("lora_export", "lora.enabled=true", "lora.rank=4", "train.max_steps=2",
                  "train.eval_batches=0")
   loop.train(cfg, progress=False)
-  out = export_cli.export(cfg.run_dir, "safetensors", str(tmp_path / "hf"))
+  out = export_lib.export(cfg.run_dir, "safetensors", str(tmp_path / "hf"))
   back = formats.load_params(out, cfg.model)
-  run_cfg, base, adapters = ckpt_lib.load_for_inference(cfg.run_dir)
+  run_cfg, base, adapters = weights.load_for_inference(cfg.run_dir)
   merged = lora_lib.merge(base, adapters, run_cfg.model, run_cfg.lora)
   for a, b in zip(jax.tree.leaves(merged), jax.tree.leaves(back)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -5,6 +5,7 @@ import numpy as np
 
 from jax_sft.model import formats
 from jax_sft.train import checkpoint as ckpt_lib
+from jax_sft.train import weights
 from jax_sft.train import loop
 
 
@@ -18,7 +19,7 @@ def test_lora_run_starts_from_a_kaggle_checkpoint(make_cfg, tmp_path):
   assert result.end_step == 2 and all(np.isfinite(result.losses))
 
   # The checkpoint refers to the released weights instead of copying them.
-  run_cfg, params, lora = ckpt_lib.load_for_inference(cfg.run_dir)
+  run_cfg, params, lora = weights.load_for_inference(cfg.run_dir)
   assert lora is not None and run_cfg.model.init_from == released
   got = params["layer_0"]["attn"]["q_einsum"]["w"]
   assert got.dtype == jax.numpy.bfloat16

@@ -40,8 +40,8 @@ def test_resume_is_bitwise_exact(make_cfg, monkeypatch):
   assert second.start_step == 3 and second.end_step == 6
 
   assert first.losses + second.losses == whole.losses  # bitwise, not approximately
-  _, p_whole, _ = ckpt_lib.load_for_inference(make_cfg("whole").run_dir)
-  _, p_split, _ = ckpt_lib.load_for_inference(cfg.run_dir)
+  _, p_whole, _ = weights.load_for_inference(make_cfg("whole").run_dir)
+  _, p_split, _ = weights.load_for_inference(cfg.run_dir)
   for a, b in zip(_leaves(p_whole), _leaves(p_split)):
     np.testing.assert_array_equal(a, b)
 
@@ -88,13 +88,13 @@ def test_warm_start_from_read_only_dir(make_cfg):
       os.chmod(p, os.stat(p).st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
   os.chmod(ckpt_dir, 0o555)
   try:
-    _, src_params, _ = ckpt_lib.load_for_inference(src_cfg.run_dir)
+    _, src_params, _ = weights.load_for_inference(src_cfg.run_dir)
     # Session 2: another data order (seed) and schedule, Adam moments carried over.
     cfg = make_cfg("session2", "seed=7", "train.max_steps=2", "train.learning_rate=0.0",
                    "train.weight_decay=0.0")
     result = loop.train(cfg, init_from=ckpt_dir, init_optimizer=True, progress=False)
     assert result.start_step == 0 and result.end_step == 2
-    _, params, _ = ckpt_lib.load_for_inference(cfg.run_dir)
+    _, params, _ = weights.load_for_inference(cfg.run_dir)
     # lr 0: the new run's weights are exactly the warm start's.
     for a, b in zip(_leaves(src_params), _leaves(params)):
       np.testing.assert_array_equal(a, b)
@@ -104,13 +104,15 @@ def test_warm_start_from_read_only_dir(make_cfg):
 
 def test_lora_trains_adapters_only_and_base_stays_bitwise(make_cfg):
   cfg = make_cfg("lora", "lora.enabled=true", "lora.rank=4", "train.max_steps=3")
-  result = loop.train(cfg, progress=False)
-  assert result.end_step == 3
-  run_cfg, base, adapters = ckpt_lib.load_for_inference(cfg.run_dir)
-  assert run_cfg.lora.enabled and adapters is not None
-  fresh = weights.random_params(cfg, cfg.seed)
-  for a, b in zip(_leaves(fresh), _leaves(base)):
+  before = jax.device_get(weights.load_base(cfg))  # the base the run starts from
+  held = {}  # ... and the frozen weights the run itself held after its last step
+  hooks = loop.Hooks(at_end=lambda c, params, lora: held.update(base=params, lora=lora))
+  result = loop.train(cfg, progress=False, hooks=hooks)
+  assert result.end_step == 3 and held["lora"] is not None
+  for a, b in zip(_leaves(before), _leaves(held["base"])):
     np.testing.assert_array_equal(a, b)
+  run_cfg, base, adapters = weights.load_for_inference(cfg.run_dir)
+  assert run_cfg.lora.enabled and adapters is not None
   bs = [np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(adapters)[0]
         if jax.tree_util.keystr(p).endswith("b']")]
   assert bs and any(np.abs(b).max() > 0 for b in bs)  # B started at zero and moved

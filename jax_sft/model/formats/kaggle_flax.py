@@ -22,7 +22,7 @@ import jax
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jax_sft.model.config import ModelConfig
+from jax_sft.config import ModelConfig
 from jax_sft.model.formats import shapes
 
 _PREFIX = "transformer/"

@@ -1,47 +1,49 @@
-"""Weights of a live keras-hub Gemma backbone as this project's param tree (and back).
+"""Weights of a live keras-hub Gemma backbone as this project's param tree.
 
-keras-hub names: `decoder_block_{i}/attention/{query,key,value,attention_output}`, the MLP as
-`ffw_gating` (gate, D x F), `ffw_gating_2` (up, D x F) and `ffw_linear` (F x D),
-`token_embedding` and `final_normalization`. Used for the parity tests against keras-hub.
+The names are the weight table's `keras` column (the same as a Keras preset's h5 groups):
+`decoder_block_3/attention/query_dense` is `backbone.get_layer("decoder_block_3")
+.attention.query_dense`, whose one variable is the kernel or norm scale. Used for the
+parity tests against keras-hub, whose implementation nobody here wrote.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from jax_sft.model.config import ModelConfig
+from jax_sft.config import ModelConfig
+from jax_sft.model import params as params_lib
+from jax_sft.model.formats import shapes
 
 
-def _np(variable) -> np.ndarray:
-  return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
+class _BackboneTensors:
+  """The table's keras names resolved on a live backbone (one variable per named layer)."""
+
+  def __init__(self, backbone, cfg: ModelConfig):
+    self.backbone = backbone
+    self._names = {n for w in params_lib.weights(cfg) for n in w.column("keras").names}
+
+  def _variable(self, name: str):
+    first, *attrs = name.split("/")
+    layer = self.backbone.get_layer(first)
+    for a in attrs:
+      layer = getattr(layer, a)
+    return layer.weights[0]
+
+  def names(self) -> set[str]:
+    return self._names
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    return tuple(self._variable(name).shape)
+
+  def get(self, name: str) -> np.ndarray:
+    v = self._variable(name)
+    return np.asarray(v.numpy() if hasattr(v, "numpy") else v)
 
 
 def params_from_keras_backbone(backbone, cfg: ModelConfig) -> dict:
-  """The param tree (Kaggle Flax layout) holding a keras-hub GemmaBackbone/Gemma3Backbone's weights."""
-  params = {
-      "embedder": {"input_embedding": _np(backbone.get_layer("token_embedding").embeddings)},
-      "final_norm": {"scale": _np(backbone.get_layer("final_normalization").scale)},
-  }
-  for i in range(cfg.num_layers):
-    block = backbone.get_layer(f"decoder_block_{i}")
-    attn = block.attention
-    gate, up = _np(block.gating_ffw.kernel), _np(block.gating_ffw_2.kernel)  # (D, F) each
-    gating = np.stack([gate, up]) if cfg.gating_layout == "gemma2" else np.stack([gate.T, up.T])
-    layer = {
-        "attn": {
-            "q_einsum": {"w": _np(attn.query_dense.kernel)},
-            "kv_einsum": {"w": np.stack([_np(attn.key_dense.kernel), _np(attn.value_dense.kernel)])},
-            "attn_vec_einsum": {"w": _np(attn.output_dense.kernel)},
-        },
-        "mlp": {"gating_einsum": {"w": gating}, "linear": {"w": _np(block.ffw_linear.kernel)}},
-        "pre_attention_norm": {"scale": _np(block.pre_attention_norm.scale)},
-        "pre_ffw_norm": {"scale": _np(block.pre_ffw_norm.scale)},
-    }
-    if cfg.qk_norm:
-      layer["attn"]["_query_norm"] = {"scale": _np(attn.query_norm.scale)}
-      layer["attn"]["_key_norm"] = {"scale": _np(attn.key_norm.scale)}
-    if cfg.post_norms:
-      layer["post_attention_norm"] = {"scale": _np(block.post_attention_norm.scale)}
-      layer["post_ffw_norm"] = {"scale": _np(block.post_ffw_norm.scale)}
-    params[f"layer_{i}"] = layer
-  return params
+  """The param tree (Kaggle Flax layout, numpy) holding a GemmaBackbone/Gemma3Backbone's weights."""
+  reader = _BackboneTensors(backbone, cfg)
+  shapes.check_external(reader, cfg, "keras", source=type(backbone).__name__)
+  return shapes.unflatten({
+      w.path: params_lib.from_external(w, "keras", [reader.get(n) for n in w.column("keras").names], cfg)
+      for w in params_lib.weights(cfg)})

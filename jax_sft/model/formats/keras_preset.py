@@ -4,24 +4,24 @@ A preset holds `config.json` (GemmaBackbone or Gemma3Backbone arguments), `model
 and `assets/tokenizer/vocabulary.spm`. Reading the h5 file directly, one dataset at a time,
 avoids building the Keras model (a second full copy of the weights) just to read them.
 
-Keras 3 names h5 groups after each layer's class in creation order:
-`layers/reversible_embedding/vars/0` (V, D), `layers/rms_normalization/vars/0` (final norm),
-`layers/gemma_decoder_block[_i]/...` (Gemma3: `gemma3_decoder_block[_i]`), the first block
-without a suffix. Traps: GemmaBackbone's `intermediate_dim` is twice the per-gate MLP width
-(Gemma3Backbone's is the width itself); `ffw_gating` is the GELU gate and `ffw_gating_2` the
-up projection; bfloat16 datasets carry attrs dtype='bfloat16'.
+Names and layouts are the weight table's `keras` column (jax_sft.model.params); Keras 3
+names h5 groups after each layer's class in creation order (see `_H5Tensors`). Traps:
+GemmaBackbone's `intermediate_dim` is twice the per-gate MLP width (Gemma3Backbone's is
+the width itself); bfloat16 datasets carry attrs dtype='bfloat16'.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
+import h5py
 import ml_dtypes
 import numpy as np
 
-from jax_sft.model.config import GLOBAL, LOCAL, ModelConfig
+from jax_sft.config import GLOBAL, LOCAL, GatingLayout, ModelConfig
 from jax_sft.model.formats import shapes
 
 WEIGHTS = "model.weights.h5"
@@ -74,7 +74,7 @@ def config_from_keras(data: dict) -> ModelConfig:
       query_scale=None if c.get("query_head_dim_normalize", True) else (d // n) ** -0.5,
       post_norms=bool(c.get("use_post_attention_norm") or c.get("use_post_ffw_norm")),
       qk_norm=bool(c.get("use_query_key_norm", gemma3)) if gemma3 else False,
-      gating_layout="gemma3" if gemma3 else "gemma2")
+      gating_layout=GatingLayout.gemma3 if gemma3 else GatingLayout.gemma2)
   if c.get("use_post_attention_norm") != c.get("use_post_ffw_norm"):
     raise ValueError("config.json: use_post_attention_norm and use_post_ffw_norm differ;"
                      " the model has both post norms or neither")
@@ -93,40 +93,40 @@ def _read(dataset) -> np.ndarray:
   return dataset[()]
 
 
-# How h5 arrays combine into one of ours: copied, stacked (kv, gating), or each transposed then
-# stacked (Gemma 3's (2, F, D) gating from Keras' (D, F) kernels).
-_CONVERT = {
-    "same": (lambda x: x, lambda s: s),
-    "stack": (lambda a, b: np.stack([a, b]), lambda a, b: (2,) + a if a == b else (-1,) + a),
-    "stack_t": (lambda a, b: np.stack([a.T, b.T]),
-                lambda a, b: (2,) + a[::-1] if a == b else (-1,) + a[::-1]),
-}
+_TOP = {"token_embedding": "reversible_embedding", "final_normalization": "rms_normalization"}
+_BLOCK = re.compile(r"^(gemma3?_decoder_block)(?:_(\d+))?/")
 
 
-def _sources(cfg: ModelConfig, gemma3: bool) -> dict[str, tuple[list[str], str]]:
-  """Our path -> (h5 dataset paths, how they combine: a key of _CONVERT)."""
-  block = "gemma3_decoder_block" if gemma3 else "gemma_decoder_block"
-  v = lambda g: f"layers/{g}/vars/0"
-  out = {"embedder/input_embedding": ([v("reversible_embedding")], "same"),
-         "final_norm/scale": ([v("rms_normalization")], "same")}
-  for i in range(cfg.num_layers):
-    g = block if i == 0 else f"{block}_{i}"
-    p = f"layer_{i}/"
-    out[p + "attn/q_einsum/w"] = ([v(f"{g}/attention/query_dense")], "same")
-    out[p + "attn/kv_einsum/w"] = (
-        [v(f"{g}/attention/key_dense"), v(f"{g}/attention/value_dense")], "stack")
-    out[p + "attn/attn_vec_einsum/w"] = ([v(f"{g}/attention/output_dense")], "same")
-    if cfg.qk_norm:
-      out[p + "attn/_query_norm/scale"] = ([v(f"{g}/attention/query_norm")], "same")
-      out[p + "attn/_key_norm/scale"] = ([v(f"{g}/attention/key_norm")], "same")
-    out[p + "mlp/gating_einsum/w"] = ([v(f"{g}/gating_ffw"), v(f"{g}/gating_ffw_2")],
-                                      "stack_t" if cfg.gating_layout == "gemma3" else "stack")
-    out[p + "mlp/linear/w"] = ([v(f"{g}/ffw_linear")], "same")
-    norms = ["pre_attention_norm", "pre_ffw_norm"]
-    norms += ["post_attention_norm", "post_ffw_norm"] if cfg.post_norms else []
-    for norm in norms:
-      out[p + norm + "/scale"] = ([v(f"{g}/{norm}")], "same")
-  return out
+class _H5Tensors:
+  """The weight table's keras names (`decoder_block_3/attention/query_dense`) over the h5
+  groups Keras 3 writes (`layers/gemma_decoder_block_3/attention/query_dense/vars/0`,
+  the first block without a suffix; Gemma 3: `gemma3_decoder_block`)."""
+
+  def __init__(self, h5, gemma3: bool):
+    self.h5 = h5
+    self.block = "gemma3_decoder_block" if gemma3 else "gemma_decoder_block"
+    found = []
+    h5.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+    self.paths = {self._ours(p): p for p in found}
+
+  def _ours(self, h5_path: str) -> str:
+    inner = h5_path[len("layers/"):-len("/vars/0")] if (
+        h5_path.startswith("layers/") and h5_path.endswith("/vars/0")) else None
+    if inner is None:
+      return f"(h5) {h5_path}"
+    m = _BLOCK.match(inner + "/")
+    if m:
+      return f"decoder_block_{int(m.group(2) or 0)}/{inner[m.end():]}".rstrip("/")
+    return {v: k for k, v in _TOP.items()}.get(inner, inner)
+
+  def names(self) -> set[str]:
+    return set(self.paths)
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    return tuple(self.h5[self.paths[name]].shape)
+
+  def get(self, name: str) -> np.ndarray:
+    return _read(self.h5[self.paths[name]])
 
 
 def load_keras_preset(path: str, cfg: ModelConfig, shardings: Any = None,
@@ -136,28 +136,10 @@ def load_keras_preset(path: str, cfg: ModelConfig, shardings: Any = None,
   One dataset at a time goes through host memory, is cast to `dtype` (default
   `cfg.param_dtype`) and placed slice by slice on its sharding.
   """
-  import h5py  # only this format needs it
-
   gemma3 = read_config(path)["class_name"] == "Gemma3Backbone"
   file = os.path.join(path, WEIGHTS)
-  sources = _sources(cfg, gemma3)
-  sharding_of = shapes.sharding_lookup(shardings)
-  dtype = shapes.resolve_dtype(cfg, dtype)
   with h5py.File(file, "r") as h5:
-    present = set()
-    h5.visititems(lambda name, obj: present.add(name) if isinstance(obj, h5py.Dataset) else None)
-    used = {n for names, _ in sources.values() for n in names}
-    found = {f"(h5) {n}": h5[n].shape for n in sorted(present - used)}
-    for ours, (names, how) in sources.items():
-      if all(n in present for n in names):
-        found[ours] = _CONVERT[how][1](*[tuple(h5[n].shape) for n in names])
-    shapes.check_shapes(found, cfg, source=file)
-    flat = {}
-    for ours, (names, how) in sources.items():
-      host = _CONVERT[how][0](*[_read(h5[n]) for n in names])
-      flat[ours] = shapes.place(host, sharding_of(ours), dtype)
-      del host
-  return shapes.unflatten(flat)
+    return shapes.read_external(_H5Tensors(h5, gemma3), cfg, "keras", file, shardings, dtype)
 
 
 def tokenizer_path(path: str) -> str | None:

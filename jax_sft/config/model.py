@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-LOCAL = "local"
-GLOBAL = "global"
+from jax_sft.config.choices import (GLOBAL, LOCAL, AttentionType, DType, GatingLayout,
+                                    LoraTarget, Remat)
 
 
 @dataclasses.dataclass
@@ -18,8 +18,8 @@ class ModelConfig:
   """One Gemma decoder. `preset` names a released model; other fields override it."""
 
   preset: Optional[str] = None
-  # Base weights to start from: a Kaggle Flax, Keras preset or HF safetensors checkpoint
-  # (any format jax_sft.model.formats reads). None: seeded random init (tiny configs).
+  # Base weights to start from: any checkpoint format jax_sft reads (Kaggle Flax, Keras
+  # preset, HF safetensors, a training run). None: seeded random init (tiny configs).
   init_from: Optional[str] = None
   num_layers: int = 2
   embed_dim: int = 64
@@ -29,7 +29,7 @@ class ModelConfig:
   mlp_dim: int = 128  # width of each of gate and up
   vocab_size: int = 512
   # One entry per layer, each "local" (sliding window) or "global"; empty means all global.
-  attention_types: list[str] = dataclasses.field(default_factory=list)
+  attention_types: list[AttentionType] = dataclasses.field(default_factory=list)
   sliding_window: Optional[int] = None
   attn_softcap: Optional[float] = None
   final_softcap: Optional[float] = None
@@ -39,10 +39,10 @@ class ModelConfig:
   rope_scale_global: float = 1.0
   qk_norm: bool = False
   post_norms: bool = False  # Gemma 2/3: post-attention and post-ffw RMSNorm
-  gating_layout: str = "gemma2"  # checkpoint layout of mlp/gating_einsum: "gemma2" (2,D,F) or "gemma3" (2,F,D)
-  param_dtype: str = "float32"
-  compute_dtype: str = "float32"
-  remat: str = "none"  # "none" | "full" | "dots": per-layer rematerialization policy
+  gating_layout: GatingLayout = GatingLayout.gemma2
+  param_dtype: DType = DType.float32
+  compute_dtype: DType = DType.float32
+  remat: Remat = Remat.none
   loss_chunk: int = 0  # positions per loss chunk; 0 = one chunk (full logits)
 
   def layer_types(self) -> list[str]:
@@ -79,7 +79,7 @@ class ModelConfig:
                num_kv_heads=1, head_dim=256, mlp_dim=6912, vocab_size=262144,
                attention_types=[GLOBAL if i % 6 == 5 else LOCAL for i in range(26)],
                sliding_window=512, rope_base_global=1_000_000.0, qk_norm=True,
-               post_norms=True, gating_layout="gemma3")
+               post_norms=True, gating_layout=GatingLayout.gemma3)
 
   # --- presets: small models for tests and benchmarks ---------------------------
 
@@ -109,7 +109,7 @@ class ModelConfig:
                num_kv_heads=1, head_dim=16, mlp_dim=96, vocab_size=512,
                attention_types=[LOCAL] * 5 + [GLOBAL], sliding_window=8,
                rope_base_global=1_000_000.0, qk_norm=True, post_norms=True,
-               gating_layout="gemma3")
+               gating_layout=GatingLayout.gemma3)
 
 
 PRESETS = {
@@ -142,10 +142,8 @@ class LoraConfig:
   enabled: bool = False
   rank: int = 16
   alpha: float = 32.0
-  # Any of: query, kv, output, gate, up, down.
-  targets: list[str] = dataclasses.field(
-      default_factory=lambda: ["query", "kv", "output", "gate", "up", "down"])
-  base_dtype: str = "float32"  # frozen base weights may be stored in bfloat16
+  targets: list[LoraTarget] = dataclasses.field(default_factory=lambda: list(LoraTarget))
+  base_dtype: DType = DType.float32  # frozen base weights may be stored in bfloat16
 
   @property
   def scale(self) -> float:

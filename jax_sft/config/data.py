@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from jax_sft.config.choices import LongPolicy, Order, SourceKind
+
 
 @dataclasses.dataclass
 class SourceConfig:
   """One source dataset: which reader, where it lives, and how many rows to draw."""
 
-  kind: str = "raiden"  # raiden | openo1 | general_inquiry | cot_collection | glaive
+  kind: SourceKind = SourceKind.raiden
   path: str = ""  # hub id, local directory, or local file(s) (glob allowed)
   revision: Optional[str] = None
   data_files: Optional[list[str]] = None
@@ -61,12 +63,11 @@ class DataConfig:
   tokenizer: str = ""  # SentencePiece model file, Kaggle dir or Keras preset ("" = bundled sample)
   max_seq_len: int = 1024  # packed row length, and the cap on one example's tokens
   max_target_tokens: int = 768  # cap on the model turn (reasoning + answer); 0 = none
-  long_policy: str = "drop"  # drop | truncate (shorten the trace at a sentence end, keep the answer)
-  seed: int = 0
+  long_policy: LongPolicy = LongPolicy.drop  # truncate: shorten the trace at a sentence end, keep the answer
   system_prompt: str = ""
   filters: FilterConfig = dataclasses.field(default_factory=FilterConfig)
   dedup: DedupConfig = dataclasses.field(default_factory=DedupConfig)
-  order: str = "shuffle"  # shuffle | curriculum_length | curriculum_difficulty
+  order: Order = Order.shuffle
   eval_fraction: float = 0.02  # held out by id hash, so stable as the mix grows
   num_workers: int = 2  # tokenizer processes (0 = in this process)
   records_per_shard: int = 10_000

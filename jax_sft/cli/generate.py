@@ -3,8 +3,8 @@
     jax-sft generate --checkpoint /kaggle/input/gemma-2/flax/gemma2-2b-it/1 --preset gemma2_2b \
         --tokenizer /kaggle/input/.../tokenizer.model --prompt "Why is the sky blue?"
 
-The checkpoint may be any format jax_sft.model.formats reads (Kaggle Flax, Keras preset,
-safetensors, a training run). The prompt is wrapped in the Gemma chat template.
+The checkpoint may be a training run or any released format jax_sft reads (Kaggle Flax,
+Keras preset, safetensors). The prompt is wrapped in the Gemma chat template, unless --raw.
 """
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from jax_sft import config as config_lib
+from jax_sft.data.template import render_prompt
+from jax_sft.data.tokenizer import Tokenizer
+from jax_sft.model import sampler
+from jax_sft.train import weights
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--preset", help="model preset when neither --config nor the checkpoint says")
   parser.add_argument("--tokenizer", help="tokenizer.model, Kaggle dir or Keras preset dir")
   parser.add_argument("--prompt", required=True, help="the user's question (templated for you)")
-  parser.add_argument("--raw", action="store_true", help="send --prompt as is, without the template")
+  parser.add_argument("--raw", action="store_true",
+                      help="send --prompt as is (after <bos>), without the chat template")
   parser.add_argument("--max-new-tokens", type=int, default=256)
   parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
   parser.add_argument("--top-k", type=int, default=0, help="0 = no top-k filter")
@@ -30,19 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("overrides", nargs="*", help="config overrides key.path=value")
 
 
-def _model_config(args):
-  from jax_sft.model import config as model_config
-  from jax_sft.model import formats
+def _model_config(args) -> tuple[config_lib.ModelConfig, str]:
+  """(model config, tokenizer path from the config or "")."""
   if args.config:
-    from jax_sft.config import load
-    cfg = load(args.config, args.overrides)
+    cfg = config_lib.load(args.config, args.overrides)
     return cfg.model, cfg.data.tokenizer
   if args.preset:
-    return model_config.preset(args.preset), ""
-  found = formats.config_from_checkpoint(args.checkpoint)
+    try:
+      return config_lib.preset(args.preset), ""
+    except ValueError as e:
+      raise config_lib.ConfigError(f"--preset: {e}") from None
+  found = weights.model_config_at(args.checkpoint)
   if found is None:
-    raise SystemExit(f"{args.checkpoint}: the checkpoint carries no model config;"
-                     f" pass --preset (one of {sorted(model_config.PRESETS)}) or --config")
+    raise config_lib.ConfigError(
+        f"{args.checkpoint}: the checkpoint carries no model config; pass --preset"
+        f" (one of {sorted(config_lib.PRESETS)}) or --config")
   return found, ""
 
 
@@ -55,18 +64,21 @@ def _tokenizer_path(args, config_tokenizer: str) -> str:
   for rel in ("tokenizer.model", "assets/tokenizer/vocabulary.spm", "../tokenizer.model"):
     if os.path.exists(os.path.join(folder, rel)):
       return os.path.join(folder, rel)
-  raise SystemExit(f"no tokenizer found next to {args.checkpoint}; pass --tokenizer")
+  raise config_lib.ConfigError(f"no tokenizer found next to {args.checkpoint}; pass --tokenizer")
 
 
 def run(args) -> int:
   """Load, template, sample, print the completion."""
-  from jax_sft.data.template import render_prompt
-  from jax_sft.data.tokenizer import Tokenizer
-  from jax_sft.model import formats, sampler
-
+  if not os.path.exists(args.checkpoint):
+    print(f"jax-sft generate: {args.checkpoint}: no such checkpoint", file=sys.stderr)
+    return 2
   model_cfg, config_tokenizer = _model_config(args)
   tokenizer = Tokenizer(_tokenizer_path(args, config_tokenizer))
-  params = formats.load_params(args.checkpoint, model_cfg)
+  try:
+    params = weights.load(args.checkpoint, model_cfg)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"jax-sft generate: {e}", file=sys.stderr)
+    return 2
   text = args.prompt if args.raw else render_prompt(args.prompt)
   prompt_ids = [tokenizer.bos_id] + tokenizer.encode(text)
   [completion] = sampler.generate(

@@ -12,6 +12,12 @@ import json
 import os
 import sys
 
+from jax_sft import config as config_lib
+from jax_sft.tpu import plan as plan_lib
+from jax_sft.tpu import topologies
+from jax_sft.train import compile_cache
+from jax_sft.train.mesh import MeshError
+
 GiB = 2**30
 
 
@@ -62,8 +68,6 @@ def describe(p) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-  from jax_sft import config as config_lib
-  from jax_sft.tpu import topologies
   try:
     topology = topologies.get(args.topology)
   except ValueError as e:
@@ -72,14 +76,7 @@ def run(args: argparse.Namespace) -> int:
   if not topologies.libtpu_available():
     print(f"jax-sft plan: {topologies.INSTALL_HINT}", file=sys.stderr)
     return 2
-  try:
-    cfg = config_lib.load(args.config, args.overrides)
-  except config_lib.ConfigError as e:
-    print(f"jax-sft plan: {e}", file=sys.stderr)
-    return 2
-  from jax_sft.tpu import compile_cache
-  from jax_sft.tpu import plan as plan_lib
-  from jax_sft.train.mesh import MeshError
+  cfg = config_lib.load(args.config, args.overrides)
   compile_cache.enable(cfg.checkpoint.compilation_cache_dir)
   log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print
   log(f"compiling {os.path.basename(args.config)} for {topology.name}"

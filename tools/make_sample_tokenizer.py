@@ -3,7 +3,7 @@
 Vocab 1024 with Gemma's special ids (pad 0, eos 1, bos 2, unk 3), the turn markers as
 control symbols (so encoding them relies on `Tokenizer`'s own splitting, as with Gemma),
 the reasoning/answer tags as user-defined pieces, byte fallback and no normalization so
-any text round-trips. Run: `python -m jax_sft.data.make_sample_tokenizer`.
+any text round-trips. Run: `python -m tools.make_sample_tokenizer` (from the repo root).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from jax_sft.data.sources import DataError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("config", help="YAML config file (its `data:` section is used)")
-  parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.seed=1")
+  parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. seed=1")
   parser.add_argument("--force", action="store_true", help="rebuild even if a matching result exists")
 
 
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
   cfg = config_lib.load(args.config, args.overrides)
   try:
-    m = prepare_lib.prepare(cfg.data, force=args.force)
+    m = prepare_lib.prepare(cfg.data, seed=cfg.seed, force=args.force)
   except (DataError, ValueError, FileNotFoundError) as e:
     logging.error("%s", e)
     return 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from jax_sft.config.choices import Schedule
+
 
 @dataclasses.dataclass
 class MeshConfig:
@@ -28,7 +30,7 @@ class TrainConfig:
   learning_rate: float = 2e-5
   weight_decay: float = 0.01
   warmup_ratio: float = 0.1
-  schedule: str = "cosine"  # cosine | linear | constant
+  schedule: Schedule = Schedule.cosine
   end_lr_ratio: float = 0.0  # the schedule decays to learning_rate * end_lr_ratio
   grad_clip: float = 1.0  # 0 = no clipping
   grad_accum: int = 1  # micro-batches per step; batch_size must divide by it

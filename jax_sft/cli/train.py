@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jax_sft import config as config_lib
+from jax_sft.eval.generations import training_hooks
+from jax_sft.train import checkpoint as ckpt_lib
+from jax_sft.train import loop
+from jax_sft.train import mesh as mesh_lib
+from jax_sft.train import stopping
+
 # Kaggle: a 9-hour session; leave room for the final save and copying the output.
 PROFILES = {
     "kaggle": {"train.time_budget": "8h30m",
@@ -13,7 +20,7 @@ PROFILES = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-  p.add_argument("config", help="YAML config (may `inherit:` another)")
+  p.add_argument("config", help="YAML run config (configs/<model>_<mode>_<session>_<seq>.yaml)")
   p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100")
   p.add_argument("--resume", action="store_true",
                  help="continue this run from its latest checkpoint (exactly)")
@@ -29,11 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from jax_sft import config as config_lib
-  from jax_sft.train import checkpoint as ckpt_lib
-  from jax_sft.train import mesh as mesh_lib
-  from jax_sft.train import stopping
-
   overrides = []
   if args.profile:
     overrides += [f"{k}={v}" for k, v in PROFILES[args.profile].items()]
@@ -43,18 +45,17 @@ def run(args: argparse.Namespace) -> int:
   if args.init_optimizer and not args.init_from:
     print("error: --init-optimizer needs --init-from", file=sys.stderr)
     return 2
+  cfg = config_lib.load(args.config, overrides)
   try:
-    cfg = config_lib.load(args.config, overrides)
     if cfg.train.time_budget:
       stopping.parse_duration(cfg.train.time_budget)
-  except (config_lib.ConfigError, ValueError) as e:
+  except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-
-  from jax_sft.train import loop
   try:
     result = loop.train(cfg, resume=args.resume, init_from=args.init_from,
-                        init_optimizer=args.init_optimizer, progress=not args.no_progress)
+                        init_optimizer=args.init_optimizer, progress=not args.no_progress,
+                        hooks=training_hooks(cfg))
   except (mesh_lib.MeshError, ckpt_lib.CheckpointError, config_lib.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from jax_sft import config as config_lib
+from jax_sft.eval.evaluate import EvalError, evaluate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from jax_sft.eval.evaluate import EvalError, evaluate
-
   overrides = list(args.overrides)
   if args.max_new_tokens is not None:
     overrides.append(f"eval.max_new_tokens={args.max_new_tokens}")
