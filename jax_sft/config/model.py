@@ -19,7 +19,7 @@ class ModelConfig:
 
   preset: Optional[str] = None
   # Base weights to start from: any checkpoint format jax_sft reads (Kaggle Flax, Keras
-  # preset, HF safetensors, a training run). None: seeded random init (tiny configs).
+  # preset, HF safetensors, GGUF, a training run). None: seeded random init (tiny configs).
   init_from: Optional[str] = None
   num_layers: int = 2
   embed_dim: int = 64
@@ -81,6 +81,15 @@ class ModelConfig:
                sliding_window=512, rope_base_global=1_000_000.0, qk_norm=True,
                post_norms=True, gating_layout=GatingLayout.gemma3)
 
+  @classmethod
+  def gemma3_270m(cls) -> "ModelConfig":
+    """Gemma 3 270M (google/gemma-3-270m): query scale 256^-0.5, global at 5, 11, 17."""
+    return cls(preset="gemma3_270m", num_layers=18, embed_dim=640, num_heads=4,
+               num_kv_heads=1, head_dim=256, mlp_dim=2048, vocab_size=262144,
+               attention_types=[GLOBAL if i % 6 == 5 else LOCAL for i in range(18)],
+               sliding_window=512, rope_base_global=1_000_000.0, qk_norm=True,
+               post_norms=True, gating_layout=GatingLayout.gemma3)
+
   # --- presets: small models for tests and benchmarks ---------------------------
 
   @classmethod
@@ -119,6 +128,8 @@ PRESETS = {
     "gemma2_2b_it": ModelConfig.gemma2_2b,
     "gemma3_1b": ModelConfig.gemma3_1b,
     "gemma3_1b_it": ModelConfig.gemma3_1b,
+    "gemma3_270m": ModelConfig.gemma3_270m,
+    "gemma3_270m_it": ModelConfig.gemma3_270m,
     "bench_small": ModelConfig.bench_small,
     "tiny_gemma1": ModelConfig.tiny_gemma1,
     "tiny_gemma2": ModelConfig.tiny_gemma2,
