@@ -13,6 +13,7 @@ from typing import Sequence
 
 import sentencepiece as spm
 
+from jax_sft.data import gguf_vocab
 from jax_sft.data import template
 
 # Strings encoded as one id each when the model has them as pieces.
@@ -26,9 +27,12 @@ def sample_tokenizer_path() -> str:
 
 
 def resolve_path(path: str) -> str:
-  """A tokenizer.model path from a file, a Kaggle model dir or a Keras preset dir ("" = sample)."""
+  """A tokenizer.model path from a file, a Kaggle model dir, a Keras preset dir or a .gguf
+  (the SentencePiece model rebuilt from its vocabulary, cached) ("" = sample)."""
   if not path:
     return sample_tokenizer_path()
+  if path.endswith(".gguf"):
+    return gguf_vocab.spm_path(path)
   if os.path.isdir(path):
     for rel in ("tokenizer.model", "assets/tokenizer/vocabulary.spm", "vocabulary.spm"):
       if os.path.exists(os.path.join(path, rel)):
