@@ -4,7 +4,12 @@
         --tokenizer /kaggle/input/.../tokenizer.model --prompt "Why is the sky blue?"
 
 The checkpoint may be a training run or any released format jax_sft reads (Kaggle Flax,
-Keras preset, safetensors). The prompt is wrapped in the Gemma chat template, unless --raw.
+Keras preset, safetensors, GGUF). The prompt is wrapped in the Gemma chat template, unless
+--raw, which sends it as is after <bos> (for pretrained base models):
+
+    jax-sft generate --checkpoint gemma-3-270m-q4_k_m.gguf --raw --prompt "Once upon a time"
+
+A .gguf carries its config and its tokenizer; neither needs a flag.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import sys
 
 from jax_sft import config as config_lib
+from jax_sft.data import gguf_vocab
 from jax_sft.data.template import render_prompt
 from jax_sft.data.tokenizer import Tokenizer
 from jax_sft.model import sampler
@@ -22,10 +28,12 @@ from jax_sft.train import weights
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """Flags of `jax-sft generate`."""
-  parser.add_argument("--checkpoint", required=True, help="checkpoint dir or .safetensors file")
+  parser.add_argument("--checkpoint", required=True,
+                      help="checkpoint dir, .safetensors or .gguf file, or a training run")
   parser.add_argument("--config", help="run config YAML (model, lora and data.tokenizer come from it)")
   parser.add_argument("--preset", help="model preset when neither --config nor the checkpoint says")
-  parser.add_argument("--tokenizer", help="tokenizer.model, Kaggle dir or Keras preset dir")
+  parser.add_argument("--tokenizer",
+                      help="tokenizer.model, .gguf, Kaggle dir or Keras preset dir")
   parser.add_argument("--prompt", required=True, help="the user's question (templated for you)")
   parser.add_argument("--raw", action="store_true",
                       help="send --prompt as is (after <bos>), without the chat template")
@@ -60,6 +68,8 @@ def _tokenizer_path(args, config_tokenizer: str) -> str:
     return args.tokenizer
   if config_tokenizer:
     return config_tokenizer
+  if args.checkpoint.endswith(".gguf"):
+    return args.checkpoint  # a GGUF carries its own vocabulary
   folder = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(args.checkpoint)
   for rel in ("tokenizer.model", "assets/tokenizer/vocabulary.spm", "../tokenizer.model"):
     if os.path.exists(os.path.join(folder, rel)):
@@ -72,11 +82,12 @@ def run(args) -> int:
   if not os.path.exists(args.checkpoint):
     print(f"jax-sft generate: {args.checkpoint}: no such checkpoint", file=sys.stderr)
     return 2
-  model_cfg, config_tokenizer = _model_config(args)
-  tokenizer = Tokenizer(_tokenizer_path(args, config_tokenizer))
   try:
+    model_cfg, config_tokenizer = _model_config(args)
+    tokenizer = Tokenizer(_tokenizer_path(args, config_tokenizer))
+    gguf_vocab.check_fits(tokenizer.vocab_size, model_cfg.vocab_size, tokenizer.path)
     params = weights.load(args.checkpoint, model_cfg)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError) as e:  # GGUF, vocab and shape errors name the file
     print(f"jax-sft generate: {e}", file=sys.stderr)
     return 2
   text = args.prompt if args.raw else render_prompt(args.prompt)
