@@ -19,6 +19,13 @@ class SourceKind(enum.StrEnum):
   glaive = "glaive"
 
 
+class TextField(enum.StrEnum):
+  """A field of a normalized record, as a filter's input."""
+  question = "question"
+  reasoning = "reasoning"
+  answer = "answer"
+
+
 class LongPolicy(enum.StrEnum):
   """An example over the length limits: dropped, or its trace shortened at a sentence end."""
   drop = "drop"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from jax_sft.config.choices import LongPolicy, Order, SourceKind
+from jax_sft.config.choices import LongPolicy, Order, SourceKind, TextField
 
 
 @dataclasses.dataclass
@@ -33,12 +33,26 @@ class FilterConfig:
   """Row filters; each one counts what it drops, per source."""
 
   english: bool = True
-  min_latin_ratio: float = 0.9  # share of letters in Latin script needed to count as English
+  # Language identifier (py3langid, its own model; docs/data.md has the comparison): each of
+  # `language_fields` must come out English, with at least this probability (>= 0.5), else
+  # `non_english`; it reads a field's first `language_max_chars` characters, and a field with
+  # fewer letters than `language_min_letters` (a CoT target "B", a one-line question) is
+  # too short to judge and passes.
+  min_english_prob: float = 0.5
+  language_fields: list[TextField] = dataclasses.field(
+      default_factory=lambda: [TextField.question, TextField.answer])
+  language_max_chars: int = 500
+  language_min_letters: int = 40
+  # Script check on every field, trace included (R1 traces drift into Chinese while the
+  # question and answer stay English): share of letters in Latin script (`non_latin_trace`).
+  min_latin_ratio: float = 0.9
   drop_math: bool = True
   drop_code: bool = True
   degenerate: bool = True
   loop_max_repeats: int = 4  # a sentence seen this many times marks a looping trace
-  min_distinct_ratio: float = 0.5  # distinct / all sentences, for traces of >= 10 sentences
+  min_distinct_ratio: float = 0.5  # distinct / all sentences, for traces (and answers) of >= 10 sentences
+  # The answer loops too (`degenerate_answer`); higher than the trace's, so a song's chorus passes.
+  answer_loop_max_repeats: int = 6
   min_question_chars: int = 8
   min_reasoning_chars: int = 20
   min_answer_chars: int = 1

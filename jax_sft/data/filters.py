@@ -1,10 +1,10 @@
-"""Row filters on normalized records: language, math, code, looping traces, short fields.
+"""Row filters on normalized records: language, script, math, code, loops, short fields.
 
-Each returns a drop reason or "". All are cheap heuristics (regexes and character counts)
-so a 100K-row prepare spends its time in the tokenizer, not here:
+Each returns a drop reason or "". The language is py3langid's (language.py); the rest are
+cheap heuristics (regexes and character counts):
 
-    is_english("Why is the sky blue?", 0.9) is True
-    is_english("为什么天空是蓝色的？", 0.9) is False
+    is_latin_script("Why is the sky blue?", 0.9) is True
+    is_latin_script("为什么天空是蓝色的？", 0.9) is False
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from jax_sft.config import FilterConfig
+from jax_sft.data import language
 
 _LETTER_LIMIT = 4000  # characters per field looked at by the script heuristic
 
@@ -31,9 +32,9 @@ def latin_ratio(text: str) -> float:
   return 1.0 - len(_NON_LATIN_LETTER.findall(text)) / letters if letters else 1.0
 
 
-def is_english(text: str, min_ratio: float) -> bool:
-  """Script-ratio heuristic, not language id: it tells English from CJK/Cyrillic/Arabic
-  text, not from French or German."""
+def is_latin_script(text: str, min_ratio: float) -> bool:
+  """Script-ratio heuristic, not language id: it tells Latin-script text from CJK/Cyrillic/
+  Arabic, not English from French (language.is_english does that)."""
   return latin_ratio(text) >= min_ratio
 
 
@@ -95,14 +96,25 @@ def loop_score(trace: str) -> tuple[int, float, int]:
   return max(counts.values()), len(counts) / len(sentences), len(sentences)
 
 
-def is_degenerate(trace: str, cfg: FilterConfig) -> bool:
-  """A trace that loops: one sentence repeated `loop_max_repeats` times, or mostly repeats."""
-  top, distinct, n = loop_score(trace)
-  return top >= cfg.loop_max_repeats or (n >= 10 and distinct < cfg.min_distinct_ratio)
+def is_degenerate(text: str, cfg: FilterConfig, max_repeats: int = 0) -> bool:
+  """A text that loops: one sentence repeated `max_repeats` (default: the config's
+  `loop_max_repeats`) times, or mostly repeats."""
+  top, distinct, n = loop_score(text)
+  return top >= (max_repeats or cfg.loop_max_repeats) or (n >= 10 and distinct < cfg.min_distinct_ratio)
+
+
+def not_english(rec: dict[str, Any], cfg: FilterConfig) -> bool:
+  """True when a field of `cfg.language_fields` is not English (language.is_english)."""
+  return not all(language.is_english(rec[f], cfg.min_english_prob, cfg.language_max_chars,
+                                     cfg.language_min_letters) for f in cfg.language_fields)
 
 
 def row_filter(rec: dict[str, Any], cfg: FilterConfig, keywords: list[str] = ()) -> str:
-  """The first filter that drops `rec` (a reason such as "non_english"), or "" to keep it."""
+  """The first filter that drops `rec` (a reason such as "non_english"), or "" to keep it.
+
+  Cheap checks first: the language identifier and the loop detector only see rows that
+  passed the others.
+  """
   q, r, a = rec["question"], rec["reasoning"], rec["answer"]
   if len(q) < cfg.min_question_chars:
     return "short_question"
@@ -110,15 +122,20 @@ def row_filter(rec: dict[str, Any], cfg: FilterConfig, keywords: list[str] = ())
     return "short_reasoning"
   if len(a) < cfg.min_answer_chars:
     return "short_answer"
-  if cfg.english and not (is_english(q, cfg.min_latin_ratio) and is_english(a, cfg.min_latin_ratio)
-                          and is_english(r, cfg.min_latin_ratio)):
-    return "non_english"
+  if keywords and not any(k.lower() in q.lower() for k in keywords):
+    return "off_domain"
   if cfg.drop_code and looks_code(q, r, a):
     return "code"
   if cfg.drop_math and looks_math(q, rec["metadata"]):
     return "math"
+  if cfg.english:
+    latin = lambda t: is_latin_script(t, cfg.min_latin_ratio)
+    if not (latin(q) and latin(a)) or not_english(rec, cfg):
+      return "non_english"
+    if not latin(r):
+      return "non_latin_trace"  # English question and answer, the thinking in another script
   if cfg.degenerate and is_degenerate(r, cfg):
     return "degenerate_trace"
-  if keywords and not any(k.lower() in q.lower() for k in keywords):
-    return "off_domain"
+  if cfg.degenerate and is_degenerate(a, cfg, cfg.answer_loop_max_repeats):
+    return "degenerate_answer"
   return ""

@@ -1,55 +1,25 @@
 """Raw rows of each source -> one record shape, or a drop with a reason.
 
-A record: {id, source, question, reasoning, answer, metadata}. Tags are matched
-case-insensitively and whitespace is trimmed. The reasoning is never copied into the
-answer nor an answer invented: a trace without its closing tag, or a row without an
-answer, is dropped.
+A record: {id, source, question, reasoning, answer, metadata}. Line endings become LF in
+every field; the split between reasoning and answer is `split.py`'s (structural tags,
+several blocks, a missing opening tag, text outside the tags); CoT-Collection's literal
+backslash-n sequences become newlines. The reasoning is never copied into the answer nor
+an answer invented. A record holding a control string, one of our tags, or a tag block in
+its answer is dropped (`clean.field_problem`). What was recovered is listed in
+metadata["repairs"] and counted per source.
 
-    parse_tagged("<THINK> a </think>\\n\\n b", "think") == ("a", "b", "")
+    normalize(RawRow("f:0", {"prompt": "Why?", "response": "A</think>B"}), "r", "raiden")
+    -> ({..., "reasoning": "A", "answer": "B", "metadata": {"where": "f:0",
+         "repairs": ["missing_open_tag"]}}, "")
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
+from jax_sft.data import clean, split
 from jax_sft.data.sources import RawRow
-
-_TAG_RES: dict[str, tuple[re.Pattern, re.Pattern]] = {}
-
-
-def _tag_res(tag: str) -> tuple[re.Pattern, re.Pattern]:
-  if tag not in _TAG_RES:
-    _TAG_RES[tag] = (re.compile(rf"<\s*{tag}\s*>", re.I), re.compile(rf"<\s*/\s*{tag}\s*>", re.I))
-  return _TAG_RES[tag]
-
-
-def parse_tagged(text: str, tag: str) -> tuple[str, str, str]:
-  """Splits `<tag>reasoning</tag> rest` into (reasoning, rest, drop_reason).
-
-  drop_reason is "no_reasoning_tag" or "unclosed_reasoning" ("" when fine).
-  """
-  open_re, close_re = _tag_res(tag)
-  m_open = open_re.search(text)
-  if not m_open:
-    return "", "", "no_reasoning_tag"
-  m_close = close_re.search(text, m_open.end())
-  if not m_close:
-    return "", "", "unclosed_reasoning"
-  return text[m_open.end():m_close.start()].strip(), text[m_close.end():].strip(), ""
-
-
-def strip_optional_tag(text: str, tag: str) -> tuple[str, str]:
-  """Text inside `<tag>…</tag>` if present, else the text itself; drop reason if unclosed."""
-  open_re, close_re = _tag_res(tag)
-  m_open = open_re.search(text)
-  if not m_open:
-    return text.strip(), ""
-  m_close = close_re.search(text, m_open.end())
-  if not m_close:
-    return "", "unclosed_reasoning"
-  return text[m_open.end():m_close.start()].strip(), ""
 
 
 def stable_id(source: str, question: str, raw: str) -> str:
@@ -60,56 +30,92 @@ def stable_id(source: str, question: str, raw: str) -> str:
 
 def _str(row: dict[str, Any], key: str) -> str:
   v = row.get(key)
-  return v if isinstance(v, str) else ""
+  return clean.fix_line_endings(v) if isinstance(v, str) else ""
+
+
+def _same(a: str, b: str) -> bool:
+  return " ".join(a.split()) == " ".join(b.split())
+
+
+def _general_inquiry(row: dict[str, Any], metadata: dict[str, Any]) -> tuple[str, str, str, list[str]]:
+  """(reasoning, answer, drop reason, repairs): the trace is metadata.reasoning (with or
+  without <think> tags); a think block the answer carries is taken out of it, and kept in
+  the trace when it adds to it."""
+  meta = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+  for key in ("difficulty", "topic"):
+    if meta.get(key) is not None:
+      metadata[key] = meta[key]
+  reasoning, answer, repairs = _str(meta, "reasoning"), _str(row, "answer"), []
+  if split.find_tags(reasoning, ("think",)):
+    s = split.split_think(reasoning)
+    if s.why:
+      return "", "", s.why, []
+    reasoning, repairs = s.reasoning, list(s.repairs)
+    if s.answer:  # the field is all reasoning: text after its </think> stays in it
+      reasoning = f"{reasoning}\n\n{s.answer}"
+      repairs.append("text_after_reasoning")
+  reasoning = reasoning.strip()
+  if split.find_tags(answer, ("think",)):
+    s = split.split_think(answer)
+    if s.why:
+      return "", "", f"{s.why}_in_answer", []
+    answer = s.answer
+    if _same(s.reasoning, reasoning):
+      repairs.append("answer_think_removed")
+    elif not reasoning:
+      reasoning = s.reasoning
+      repairs.append("answer_think_moved")
+    else:
+      reasoning = f"{reasoning}\n\n{s.reasoning}"
+      repairs.append("answer_think_merged")
+  return reasoning, answer.strip(), "", repairs
 
 
 def normalize(raw: RawRow, source: str, kind: str) -> tuple[dict[str, Any] | None, str]:
   """(record, "") or (None, drop_reason) for one raw row of a source of `kind`."""
   if raw.row is None:
-    return None, "unreadable_row"
+    return None, raw.reason or "unreadable_row"
   row = raw.row
   metadata: dict[str, Any] = {"where": raw.where}
+  repairs: list[str] = []
   if kind in ("raiden", "glaive"):
     question, response = _str(row, "prompt"), _str(row, "response")
-    reasoning, answer, why = parse_tagged(response, "think")
+    s = split.split_think(response)
+    reasoning, answer, why, repairs = s.reasoning, s.answer, s.why, list(s.repairs)
     raw_text = response
   elif kind == "openo1":
     question, output = _str(row, "instruction"), _str(row, "output")
-    reasoning, rest, why = parse_tagged(output, "Thought")
-    answer = ""
-    if not why:
-      answer, tail, answer_why = parse_tagged(rest, "Output")
-      if answer_why == "no_reasoning_tag":
-        why = "missing_answer"
-      elif answer_why:
-        why = "unclosed_answer"
+    s = split.split_openo1(output)
+    reasoning, answer, why, repairs = s.reasoning, s.answer, s.why, list(s.repairs)
     raw_text = output
   elif kind == "general_inquiry":
-    question, answer = _str(row, "question"), _str(row, "answer").strip()
-    meta = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
-    reasoning, why = strip_optional_tag(_str(meta, "reasoning"), "think")
-    for key in ("difficulty", "topic"):
-      if meta.get(key) is not None:
-        metadata[key] = meta[key]
-    raw_text = answer + "\x00" + _str(meta, "reasoning")
+    question = _str(row, "question")
+    reasoning, answer, why, repairs = _general_inquiry(row, metadata)
+    raw_text = _str(row, "answer") + "\x00" + _str(row.get("metadata") or {}, "reasoning")
   elif kind == "cot_collection":
-    question = _str(row, "source")
-    reasoning, answer, why = _str(row, "rationale").strip(), _str(row, "target").strip(), ""
+    fields = [_str(row, k) for k in ("source", "rationale", "target")]
+    unescaped = [clean.unescape_newlines(f) for f in fields]
+    if unescaped != fields:
+      repairs.append("escaped_newlines")
+    question, reasoning, answer = unescaped[0], unescaped[1].strip(), unescaped[2].strip()
+    why = ""
     for key in ("task", "type"):
       if row.get(key):
         metadata[key] = row[key]
-    raw_text = reasoning + "\x00" + answer
+    raw_text = fields[1] + "\x00" + fields[2]
   else:
     raise ValueError(f"unknown source kind {kind!r}")
   question = question.strip()
   if why:
     return None, why
-  if not question:
-    return None, "empty_question"
-  if not reasoning:
-    return None, "missing_reasoning"
-  if not answer:
-    return None, "missing_answer"
+  for name, text in (("question", question), ("reasoning", reasoning), ("answer", answer)):
+    if not text:
+      return None, f"empty_{name}"
+  why = clean.field_problem(question, reasoning, answer)
+  if why:
+    return None, why
+  if repairs:
+    metadata["repairs"] = repairs
   rid = f"{source}:{raw.own_id}" if raw.own_id else stable_id(source, question, raw_text)
   return {"id": rid, "source": source, "question": question, "reasoning": reasoning,
           "answer": answer, "metadata": metadata}, ""

@@ -2,8 +2,11 @@
 
 Local CSV / JSONL / JSON files are read with the standard library so every row keeps its
 file and row number and one malformed line is a counted drop rather than a failed file
-(`datasets`' JSON builder aborts the whole file on one bad line). Hub ids and parquet files
-go through `datasets` (streaming when configured; never `trust_remote_code`).
+(`datasets`' JSON builder aborts the whole file on one bad line). A bad row comes back with
+`row=None` and a reason that says what happened: `not_utf8`, `invalid_json`,
+`not_a_json_object`, `csv_wrong_field_count`, `csv_bad_quote` (an unclosed or stray quote:
+the rows it swallowed are dropped together, never fused into one). Hub ids and parquet
+files go through `datasets` (streaming when configured; never `trust_remote_code`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import logging
 import os
 import sys
 from typing import Any, Iterator
@@ -29,6 +33,7 @@ COLUMNS = {
 }
 _EXTENSIONS = (".csv", ".jsonl", ".json", ".parquet")
 COT_PARQUET_REVISION = "refs/convert/parquet"
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -39,8 +44,9 @@ class DataError(ValueError):
 class RawRow:
   where: str  # "file:row" (0-based data row) or "file:id" or "hub_id:row"
   row: dict[str, Any] | None  # None when the row could not be parsed
-  error: str = ""
+  error: str = ""  # what went wrong, in words (with `row=None`)
   own_id: str = ""  # the source's own id, when it has one
+  reason: str = ""  # the drop reason (with `row=None`)
 
 
 SAMPLES_PREFIX = "samples:"
@@ -71,28 +77,60 @@ def local_files(src: SourceConfig, name: str) -> list[str] | None:
     if not files:
       raise DataError(f"source {name!r}: no files match {path}")
     return files
+  where = os.path.abspath(path)
   if path.startswith((".", "/", "~")) or path.endswith(_EXTENSIONS) or path.count("/") != 1:
-    raise DataError(f"source {name!r}: {path!r} is neither a local file/dir nor a hub id (owner/name)")
+    raise DataError(f"source {name!r}: {path!r} does not exist (no file or directory {where}) "
+                    f"and is not a hub id (owner/name)")
+  if os.path.isdir(path.split("/")[0]):
+    raise DataError(f"source {name!r}: {path!r} does not exist (no file or directory {where}; "
+                    f"{path.split('/')[0]}/ is a local directory, so this is not a hub id)")
+  log.info("source %r: %r is not a local file or directory (no %s); trying it as a hub id",
+           name, path, where)
   return None
 
 
-def iter_rows(src: SourceConfig, name: str) -> Iterator[RawRow]:
-  """Every raw row of the source, in file order (or shuffled-stream order for streaming hub data)."""
+def iter_rows(src: SourceConfig, name: str, files_read: dict[str, int] | None = None
+              ) -> Iterator[RawRow]:
+  """Every raw row of the source, in file order (or shuffled-stream order for streaming hub
+  data). `files_read`, when given, gets each file's (or the hub id's) row count."""
   if src.kind not in KINDS:
     raise DataError(f"source {name!r}: unknown kind {src.kind!r}; expected one of {', '.join(KINDS)}")
+  files_read = {} if files_read is None else files_read
   files = local_files(src, name)
   if files is None:
-    yield from _hub_rows(src, name)
+    yield from _counted(_hub_rows(src, name), src.path, files_read)
     return
   for path in files:
     if path.endswith(".csv"):
-      yield from _csv_rows(path, src.kind)
+      rows = _csv_rows(path, src.kind)
     elif path.endswith(".parquet"):
-      yield from _datasets_rows("parquet", src, name, data_files=[path])
+      rows = _datasets_rows("parquet", src, name, data_files=[path])
     elif src.kind == "cot_collection" and path.endswith(".json"):
-      yield from _cot_object_rows(path)
+      rows = _cot_object_rows(path)
     else:
-      yield from _jsonl_rows(path, src.kind)
+      rows = _jsonl_rows(path, src.kind)
+    yield from _counted(rows, path, files_read)
+    if not files_read[path]:
+      log.warning("source %r: read 0 rows from %s%s", name, path,
+                  " (an empty file)" if os.path.getsize(path) == 0 else "")
+
+
+def _counted(rows: Iterator[RawRow], label: str, files_read: dict[str, int]) -> Iterator[RawRow]:
+  files_read[label] = 0
+  for raw in rows:
+    files_read[label] += 1
+    yield raw
+
+
+def _not_utf8(row: dict[str, Any]) -> str:
+  """The column holding bytes that were not UTF-8 (read with surrogateescape), or ""."""
+  for k, v in row.items():
+    if isinstance(v, str):
+      try:
+        v.encode("utf-8")
+      except UnicodeEncodeError as e:
+        return f"column {k!r} is not UTF-8 (byte 0x{ord(v[e.start]) - 0xDC00:02x} at character {e.start})"
+  return ""
 
 
 def _check_columns(where: str, row: dict[str, Any], kind: str) -> None:
@@ -103,44 +141,74 @@ def _check_columns(where: str, row: dict[str, Any], kind: str) -> None:
 
 
 def _csv_rows(path: str, kind: str) -> Iterator[RawRow]:
+  """Rows of a CSV file; strict quoting, so an unclosed quote is an error at the point where
+  it swallowed the next row, never a fused row (the reader resumes at the next line)."""
   csv.field_size_limit(sys.maxsize)  # Raiden responses exceed the 128 KB default on rare rows
-  with open(path, newline="", encoding="utf-8") as f:
-    reader = csv.DictReader(f)
-    if reader.fieldnames is None:
+  with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+    reader = csv.reader(f, strict=True)
+    try:
+      header = next(reader)
+    except StopIteration:
       return
-    _check_columns(path, {k: None for k in reader.fieldnames}, kind)
-    for i, row in enumerate(reader):
-      if None in row or any(v is None for v in row.values()):
-        yield RawRow(f"{path}:{i}", None, "wrong number of CSV fields")
-      else:
-        yield RawRow(f"{path}:{i}", row)
+    except csv.Error as e:
+      raise DataError(f"{path}: unreadable CSV header ({e})") from None
+    _check_columns(path, {k: None for k in header}, kind)
+    i = 0
+    while True:
+      first_line = reader.line_num + 1
+      try:
+        values = next(reader)
+      except StopIteration:
+        return
+      except csv.Error as e:
+        yield RawRow(f"{path}:{i}", None, f"bad quoting ({e}): lines {first_line}-{reader.line_num} "
+                     f"dropped, the rows an unclosed quote swallowed", reason="csv_bad_quote")
+        i += 1
+        continue
+      if not values:  # a blank line
+        continue
+      where, i = f"{path}:{i}", i + 1
+      if len(values) != len(header):
+        yield RawRow(where, None, f"{len(values)} CSV fields, the header has {len(header)}",
+                     reason="csv_wrong_field_count")
+        continue
+      row = dict(zip(header, values))
+      bad = _not_utf8(row)
+      yield RawRow(where, None, bad, reason="not_utf8") if bad else RawRow(where, row)
 
 
 def _jsonl_rows(path: str, kind: str) -> Iterator[RawRow]:
-  with open(path, encoding="utf-8") as f:
+  with open(path, "rb") as f:
     first = True
-    for i, line in enumerate(f):
+    for i, data in enumerate(f):
+      where = f"{path}:{i}"
+      try:
+        line = data.decode("utf-8")
+      except UnicodeDecodeError as e:
+        yield RawRow(where, None, f"not UTF-8 (byte 0x{data[e.start]:02x} at byte {e.start} of the line)",
+                     reason="not_utf8")
+        continue
       if not line.strip():
         continue
       try:
         row = json.loads(line)
       except json.JSONDecodeError as e:
-        yield RawRow(f"{path}:{i}", None, f"not valid JSON ({e.msg})")
+        yield RawRow(where, None, f"not valid JSON ({e.msg})", reason="invalid_json")
         continue
       if not isinstance(row, dict):
-        yield RawRow(f"{path}:{i}", None, "not a JSON object")
+        yield RawRow(where, None, "not a JSON object", reason="not_a_json_object")
         continue
       if first:
-        _check_columns(f"{path}:{i}", row, kind)
+        _check_columns(where, row, kind)
         first = False
-      yield RawRow(f"{path}:{i}", row)
+      yield RawRow(where, row)
 
 
 def _cot_object_rows(path: str) -> Iterator[RawRow]:
   # One JSON object keyed by id. `datasets`' json builder would silently give one row with
   # a column per id, so it is read directly (the 2.36 GB real file needs ~10 GB of RAM;
   # use the hub's parquet conversion for it).
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8", errors="surrogateescape") as f:
     try:
       obj = json.load(f)
     except json.JSONDecodeError as e:
@@ -149,11 +217,13 @@ def _cot_object_rows(path: str) -> Iterator[RawRow]:
     raise DataError(f"{path}: expected one JSON object keyed by id, got {type(obj).__name__}")
   for i, (key, row) in enumerate(obj.items()):
     if not isinstance(row, dict):
-      yield RawRow(f"{path}:{key}", None, "entry is not an object", own_id=key)
+      yield RawRow(f"{path}:{key}", None, "entry is not an object", own_id=key, reason="not_a_json_object")
       continue
     if i == 0:
       _check_columns(f"{path}:{key}", row, "cot_collection")
-    yield RawRow(f"{path}:{key}", row, own_id=key)
+    bad = _not_utf8(row)
+    yield (RawRow(f"{path}:{key}", None, bad, own_id=key, reason="not_utf8") if bad
+           else RawRow(f"{path}:{key}", row, own_id=key))
 
 
 def _datasets_rows(builder: str, src: SourceConfig, name: str, **kwargs) -> Iterator[RawRow]:
@@ -192,7 +262,8 @@ def _hub_rows(src: SourceConfig, name: str) -> Iterator[RawRow]:
               if not os.environ.get("HF_TOKEN") else
               "HF_TOKEN is set but was refused: accept the dataset's terms on its Hub page")
       raise DataError(f"source {name!r}: {src.path} is gated on the Hub; {hint}") from None
-    raise DataError(f"source {name!r}: could not load {src.path!r} "
+    raise DataError(f"source {name!r}: {src.path!r} is not a local file or directory (no "
+                    f"{os.path.abspath(src.path)}) and could not be loaded as a hub id "
                     f"(revision={revision}): {msg.splitlines()[0] if msg else type(e).__name__}") from e
   yield from _dataset_iter(ds, src, src.path)
 

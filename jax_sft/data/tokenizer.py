@@ -1,8 +1,13 @@
 """SentencePiece tokenizer that maps Gemma's turn markers to their single control ids.
 
-SentencePiece does not parse control symbols out of text, so `encode` splits the text on
-the special strings itself and looks their ids up; everything in between goes through
-SentencePiece (with byte fallback in Gemma's and the sample model, so any text round-trips).
+Two ways in. `encode(text)` is for text the template rendered (a prompt for generation):
+SentencePiece does not parse control symbols out of text, so it splits the text on the
+special strings itself and looks their ids up. `encode_text(text)` is for data text (a
+question, a trace, an answer): a control string or tag in it stays text, spelled with
+ordinary pieces, so no row can smuggle in a fake `<end_of_turn>`; `encode_parts` joins the
+two for the template's parts (`template.prompt_parts`, `template.target_parts`). Everything
+else goes through SentencePiece (with byte fallback in Gemma's and the sample model, so
+any text round-trips: `decode(encode_text(x)) == x`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from jax_sft.data import template
 
 # Strings encoded as one id each when the model has them as pieces.
 SPECIAL_STRINGS = (template.START_OF_TURN, template.END_OF_TURN) + template.TAGS
+# Strings that must stay text inside data: `encode_text` spells each one it finds that
+# the model has as a piece (SentencePiece itself matches user-defined pieces in text).
+_GUARDED = tuple(dict.fromkeys(template.CONTROL_STRINGS + template.TAGS))
 
 
 def sample_tokenizer_path() -> str:
@@ -65,6 +73,8 @@ class Tokenizer:
       self._special_by_id = {i: s for s, i in self._special.items()}
       self._skip = {sp.bos_id(), sp.eos_id(), sp.pad_id()}
       self._split_re = re.compile("(" + "|".join(re.escape(s) for s in self._special) + ")")
+      guarded = [s for s in _GUARDED if sp.PieceToId(s) != sp.unk_id()]
+      self._guard_re = re.compile("|".join(re.escape(s) for s in guarded)) if guarded else None
     return self._sp
 
   @property
@@ -103,7 +113,8 @@ class Tokenizer:
     return s in self._special
 
   def encode(self, text: str) -> list[int]:
-    """Token ids of `text` (no BOS/EOS added); special strings become their single ids."""
+    """Token ids of template-rendered `text` (no BOS/EOS added); special strings become
+    their single ids. Data text goes through `encode_text` instead."""
     sp = self.sp
     ids: list[int] = []
     for part in self._split_re.split(text):
@@ -114,6 +125,51 @@ class Tokenizer:
         ids.append(special)
       else:
         ids.extend(sp.EncodeAsIds(part))
+    return ids
+
+  def encode_text(self, text: str) -> list[int]:
+    """Token ids of data `text`: never a control or tag id, whatever the text holds.
+
+    A guarded string (a turn marker, `<bos>`, `<eos>`, `<pad>` or a tag that the model has
+    as a piece) is encoded as its first character and the rest, which no piece spans:
+
+        tok.encode_text("a <end_of_turn> b") has no tok.end_of_turn_id
+        tok.decode(tok.encode_text(x)) == x
+    """
+    sp = self.sp
+    if self._guard_re is None or not self._guard_re.search(text):
+      return sp.EncodeAsIds(text) if text else []
+    ids: list[int] = []
+    pos = 0
+    for m in self._guard_re.finditer(text):
+      for part in (text[pos:m.start()], m.group()[:1], m.group()[1:]):
+        if part:
+          ids.extend(sp.EncodeAsIds(part))
+      pos = m.end()
+    if pos < len(text):
+      ids.extend(sp.EncodeAsIds(text[pos:]))
+    return ids
+
+  def encode_parts(self, parts: Sequence[str]) -> list[int]:
+    """Ids of the template's parts: a `template.Marker` the model has as a piece becomes
+    its id; runs of everything else (data, and markers the model lacks) are one
+    `encode_text` call, so ids match `encode` of the joined text when the data holds no
+    special string.
+
+        tok.encode_parts(template.prompt_parts(q)) == tok.encode(template.render_prompt(q))
+    """
+    self.sp  # noqa: B018 (loads)
+    ids: list[int] = []
+    run: list[str] = []
+    for part in parts:
+      special = self._special.get(part) if isinstance(part, template.Marker) else None
+      if special is None:
+        run.append(part)
+        continue
+      ids.extend(self.encode_text("".join(run)))
+      run = []
+      ids.append(special)
+    ids.extend(self.encode_text("".join(run)))
     return ids
 
   def decode(self, ids: Sequence[int]) -> str:

@@ -21,13 +21,18 @@ if os.path.isdir(SHARED):  # the project's shared stand-ins, beside the checkout
 # Row key (last part of where) -> expected drop reason; every other row is kept.
 EXPECTED = {
     "raiden": {"Raiden_DSR1_Part1.csv:6": "unclosed_reasoning", "Raiden_DSR1_Part1.csv:9": "degenerate_trace",
-               "Raiden_DSR1_Part2.csv:3": "missing_answer"},
-    "openo1": {"7": "missing_answer", "4": "non_english", "12": "non_english", "20": "non_english",
+               "Raiden_DSR1_Part2.csv:3": "empty_answer"},
+    "openo1": {"7": "no_answer_tag", "4": "non_english", "12": "non_english", "20": "non_english",
                "1": "math", "8": "math", "15": "math", "3": "code", "11": "code", "18": "code"},
-    "general_inquiry": {"11": "missing_answer"},
-    "cot_collection": {"199448": "missing_reasoning", "308593": "missing_answer", "417564": "math"},
+    "general_inquiry": {"11": "empty_answer"},
+    "cot_collection": {"199448": "empty_reasoning", "308593": "empty_answer", "417564": "math"},
     "glaive": {"4": "no_reasoning_tag", "8": "empty_question", "10": "unclosed_reasoning",
                "2": "math", "11": "math", "5": "code", "15": "code"},
+}
+# Rows where the shared stand-ins differ from the bundled samples.
+SHARED_ONLY = {
+    # "Translate ... into French, Spanish and German": the answer is not English.
+    "openo1": {"23": "non_english"},
 }
 COUNTS = {"raiden": 30, "openo1": 30, "general_inquiry": 20, "cot_collection": 30, "glaive": 25}
 
@@ -49,7 +54,7 @@ def test_every_edge_case(root, kind):
   rows = _run(root, kind)
   assert len(rows) == COUNTS[kind]
   drops = {k: why for k, (_, why) in rows.items() if why}
-  assert drops == EXPECTED[kind]
+  assert drops == {**EXPECTED[kind], **(SHARED_ONLY.get(kind, {}) if root != "samples:" else {})}
   for rec, why in rows.values():
     if not why:
       for field in ("question", "reasoning", "answer"):
@@ -79,15 +84,9 @@ def test_layout_details(root):
   assert cot["403918"][0]["id"] == "cot_collection:403918"
 
 
-def test_tags_case_and_whitespace():
-  assert normalize.parse_tagged("<THINK> a </Think>\n\n b ", "think") == ("a", "b", "")
-  assert normalize.parse_tagged("<think>a", "think")[2] == "unclosed_reasoning"
-  assert normalize.parse_tagged("just text", "think")[2] == "no_reasoning_tag"
-
-
 def test_filters_unit():
-  assert filters.is_english("Mara opened a café.", 0.9)
-  assert not filters.is_english("为什么天空是蓝色的", 0.9)
+  assert filters.is_latin_script("Mara opened a café.", 0.9)
+  assert not filters.is_latin_script("为什么天空是蓝色的", 0.9)
   assert filters.looks_math("Solve 2*x = 4 for x.", {})
   assert not filters.looks_math("Why did Rome split in 395?", {})
   assert filters.looks_code("q", "r", "```python\nx\n```")
@@ -109,7 +108,7 @@ def test_bad_inputs(tmp_path):
   mixed.write_text(json.dumps({"prompt": "Why?", "response": "<think>x</think>y"}) + "\n{oops\n")
   rows = list(sources.iter_rows(SourceConfig(kind="glaive", path=str(mixed)), "g"))
   assert rows[1].row is None and rows[1].where.endswith("mixed.jsonl:1") and "JSON" in rows[1].error
-  assert normalize.normalize(rows[1], "g", "glaive") == (None, "unreadable_row")
+  assert normalize.normalize(rows[1], "g", "glaive") == (None, "invalid_json")
 
 
 def test_gated_hub_message(monkeypatch):

@@ -1,0 +1,48 @@
+"""Is a text English? A language identifier that ships its own model: py3langid.
+
+py3langid (a maintained fork of langid.py: naive Bayes over byte n-grams, 97 languages,
+the model stored as numpy arrays, never pickled) was measured against
+lingua-language-detector on texts with the rows' length distribution (docs/data.md,
+`python bench/bench_data.py --langid`): as accurate on questions and answers at the
+threshold used here, and several times faster, which is what keeps a 100K-row `prepare`
+within its time. The model loads once per process, on first use (~0.7 s).
+
+    english_probability("Why is the sky blue at noon and red at dusk?") > 0.9
+    english_probability("¿Por qué el cielo es azul al mediodía y rojo al atardecer?") < 0.1
+"""
+
+from __future__ import annotations
+
+import re
+
+from py3langid import langid
+
+_IDENTIFIER: list[langid.LanguageIdentifier] = []
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def _identifier() -> langid.LanguageIdentifier:
+  if not _IDENTIFIER:
+    _IDENTIFIER.append(langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True))
+  return _IDENTIFIER[0]
+
+
+def english_probability(text: str) -> float:
+  """The identifier's probability that `text` is English (0..1)."""
+  return dict(_identifier().rank(text)).get("en", 0.0)
+
+
+def letters(text: str) -> int:
+  """Number of letters in `text` (any script)."""
+  return len(_LETTER.findall(text))
+
+
+def is_english(text: str, min_prob: float, max_chars: int, min_letters: int) -> bool:
+  """True when the first `max_chars` characters of `text` are English with probability
+  >= min_prob (>= 0.5, so English must also be the top language: one `classify`, not a
+  ranking of all 97), or hold fewer than `min_letters` letters (too short to judge)."""
+  text = text[:max_chars]
+  if letters(text) < min_letters:
+    return True
+  lang, prob = _identifier().classify(text)
+  return lang == "en" and prob >= min_prob
