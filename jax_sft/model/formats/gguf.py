@@ -13,6 +13,7 @@ not in it and follow llama.cpp (`src/llama-model.cpp`): the query scale is head_
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Optional
 
@@ -61,13 +62,21 @@ def _gguf():
 
 def open_reader(path: str):
   """A `gguf.GGUFReader` over `path` (memory-mapped); GGUFError naming the file if it is
-  not a readable GGUF (wrong magic, truncated, corrupted offsets)."""
-  gguf = _gguf()
+  not a readable GGUF (wrong magic, truncated, corrupted offsets). The last file's reader
+  is kept, since parsing a 262K-piece vocabulary takes ~15 s and config and weights both
+  need it."""
   path = os.fspath(path)
+  st = os.stat(path)
+  return _open_reader(os.path.abspath(path), st.st_size, st.st_mtime_ns, path)
+
+
+@functools.lru_cache(maxsize=1)
+def _open_reader(abspath: str, size: int, mtime_ns: int, path: str):
+  del abspath, mtime_ns  # the cache key: a rewritten file is read again
+  gguf = _gguf()
   try:
     return gguf.GGUFReader(path)
   except (ValueError, IndexError, KeyError, OverflowError, TypeError, UnicodeDecodeError) as e:
-    size = os.path.getsize(path)
     raise GGUFError(f"{path}: not a readable GGUF file ({size} bytes; {type(e).__name__}:"
                     f" {str(e).splitlines()[0][:160] if str(e) else 'no detail'});"
                     " truncated or corrupted?") from None

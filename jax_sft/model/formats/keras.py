@@ -3,7 +3,8 @@
 The names are the weight table's `keras` column (the same as a Keras preset's h5 groups):
 `decoder_block_3/attention/query_dense` is `backbone.get_layer("decoder_block_3")
 .attention.query_dense`, whose one variable is the kernel or norm scale. Used for the
-parity tests against keras-hub, whose implementation nobody here wrote.
+parity tests against keras-hub, whose implementation nobody here wrote; the reverse,
+`assign_to_keras_backbone`, puts weights we read (a GGUF) into keras-hub for the same test.
 """
 
 from __future__ import annotations
@@ -47,3 +48,15 @@ def params_from_keras_backbone(backbone, cfg: ModelConfig) -> dict:
   return shapes.unflatten({
       w.path: params_lib.from_external(w, "keras", [reader.get(n) for n in w.column("keras").names], cfg)
       for w in params_lib.weights(cfg)})
+
+
+def assign_to_keras_backbone(backbone, params, cfg: ModelConfig) -> None:
+  """Writes our param tree into a live GemmaBackbone/Gemma3Backbone (the table's keras column
+  read forwards), so keras-hub computes with exactly our weights; one weight at a time."""
+  reader = _BackboneTensors(backbone, cfg)
+  shapes.check_external(reader, cfg, "keras", source=type(backbone).__name__)
+  flat = shapes.flatten(params)
+  for w in params_lib.weights(cfg):
+    for name, array in zip(w.column("keras").names,
+                           params_lib.to_external(w, "keras", np.asarray(flat[w.path]), cfg)):
+      reader._variable(name).assign(array)
