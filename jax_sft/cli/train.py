@@ -23,9 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("config", help="YAML run config (configs/<model>_<mode>_<session>_<seq>.yaml)")
   p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100")
   p.add_argument("--resume", action="store_true",
-                 help="continue this run from its latest checkpoint (exactly)")
+                 help="continue this run from its newest readable checkpoint (exactly)")
+  p.add_argument("--resume-step", type=int, metavar="N",
+                 help="with --resume: continue from checkpoint step N instead of the newest")
   p.add_argument("--init-from", metavar="CKPT",
-                 help="start a new run from another run's weights (read-only dir is fine)")
+                 help="start a new run from another run's weights (read-only dir is fine), an"
+                      " export or released weights (fresh optimizer)")
   p.add_argument("--init-optimizer", action="store_true",
                  help="with --init-from: also take its optimizer state")
   p.add_argument("--time-budget", metavar="DURATION",
@@ -45,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
   if args.init_optimizer and not args.init_from:
     print("error: --init-optimizer needs --init-from", file=sys.stderr)
     return 2
+  if args.resume_step is not None and not args.resume:
+    print("error: --resume-step needs --resume", file=sys.stderr)
+    return 2
   cfg = config_lib.load(args.config, overrides)
   try:
     if cfg.train.time_budget:
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
   try:
     result = loop.train(cfg, resume=args.resume, init_from=args.init_from,
                         init_optimizer=args.init_optimizer, progress=not args.no_progress,
-                        hooks=training_hooks(cfg))
+                        hooks=training_hooks(cfg), resume_step=args.resume_step)
   except (mesh_lib.MeshError, ckpt_lib.CheckpointError, config_lib.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -37,6 +37,9 @@ class TrainConfig:
   adam_b1: float = 0.9
   adam_b2: float = 0.999
   adam_eps: float = 1e-8
+  # With 16-bit master weights (model.param_dtype: bfloat16): round the weights and Adam
+  # moments stochastically after each float32 update (train/precision.py), or to nearest.
+  stochastic_rounding: bool = True
   shuffle: bool = True
   log_every: int = 10
   eval_every: int = 0  # steps; 0 = only at the end

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
 
 from jax_sft import config as config_lib
+from jax_sft import storage
 from jax_sft.data.prepare import read_records
 from jax_sft.data.template import render_prompt
 from jax_sft.data.tokenizer import Tokenizer
@@ -202,7 +202,7 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
     raise EvalError(f"{cfg.data.output_dir}: the prepared 'eval' split is empty;"
                      " run `jax-sft prepare` with a held-out share")
   tokenizer = Tokenizer(cfg.data.tokenizer)
-  out_dir = out_dir or os.path.join(cfg.run_dir, "eval")
+  out_dir = out_dir or storage.join(cfg.run_dir, "eval")
 
   def one(path: str, gen: Optional[GenerateFn]) -> dict:
     log(f"eval: loading {path}")
@@ -223,7 +223,7 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
   result = one(checkpoint, generate_fn)
   other = None
   if against:
-    is_report = against.endswith(".json") or os.path.exists(os.path.join(against, "report.json"))
+    is_report = against.endswith(".json") or storage.exists(storage.join(against, "report.json"))
     if is_report:
       try:
         other = report_lib.load(against)
@@ -231,10 +231,11 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
         raise EvalError(f"--against: {e}") from e
     else:
       other = one(against, generate_fn)
-  json_path, md_path = report_lib.write(result, out_dir, other, e.samples_in_report)
   s = result["summary"]
-  log(f"eval: compliance {s['compliance_rate']:.1%}, hit budget {s['hit_budget_rate']:.1%};"
-      f" report: {md_path} and {json_path}")
+  if jax.process_index() == 0:  # every host evaluated the same way; one writes
+    json_path, md_path = report_lib.write(result, out_dir, other, e.samples_in_report)
+    log(f"eval: compliance {s['compliance_rate']:.1%}, hit budget {s['hit_budget_rate']:.1%};"
+        f" report: {md_path} and {json_path}")
   return result
 
 

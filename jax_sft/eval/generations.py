@@ -70,9 +70,6 @@ def at_end(cfg: config_lib.Config, params, lora) -> None:
     print_generations(cfg, params, lora)
   if not cfg.eval.at_end:
     return
-  if jax.process_count() > 1:
-    log("final eval skipped on a multi-host run: run `jax-sft eval` on one host")
-    return
   report = evaluate.evaluate(cfg, cfg.run_dir, log=log)
   log(f"eval report: {os.path.join(cfg.run_dir, 'eval', 'report.md')}"
       f" (format compliance {report['summary']['compliance_rate'] or 0.0:.0%})")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from typing import Any, Optional, Sequence
 
+from jax_sft import storage
 from jax_sft.eval.compliance import FAILURE_KINDS
 
 # (label, path into the summary, format, higher is better: True/False/None = neutral)
@@ -186,28 +186,24 @@ def render_markdown(report: dict, against: Optional[dict] = None, samples: int =
 
 def write(report: dict, out_dir: str, against: Optional[dict] = None,
           samples: int = 5) -> tuple[str, str]:
-  """Writes report.json (with the other report's summary, if any) and report.md."""
-  os.makedirs(out_dir, exist_ok=True)
+  """Writes report.json (with the other report's summary, if any) and report.md (local or gs://)."""
   payload = dict(report)
   if against is not None:
     payload["against"] = {k: against[k] for k in ("checkpoint", "max_new_tokens", "num_prompts",
                                                    "summary")}
-  json_path = os.path.join(out_dir, "report.json")
-  md_path = os.path.join(out_dir, "report.md")
-  with open(json_path, "w", encoding="utf-8") as f:
-    json.dump(payload, f, indent=1, ensure_ascii=False)
-  with open(md_path, "w", encoding="utf-8") as f:
-    f.write(render_markdown(report, against, samples))
+  json_path = storage.join(out_dir, "report.json")
+  md_path = storage.join(out_dir, "report.md")
+  storage.write_text(json_path, json.dumps(payload, indent=1, ensure_ascii=False))
+  storage.write_text(md_path, render_markdown(report, against, samples))
   return json_path, md_path
 
 
 def load(path: str) -> dict:
   """A report written by `write`: the report.json file or the folder holding it."""
-  if os.path.isdir(path):
-    path = os.path.join(path, "report.json")
+  if storage.resolve(path).is_dir():
+    path = storage.join(path, "report.json")
   try:
-    with open(path, encoding="utf-8") as f:
-      report = json.load(f)
+    report = json.loads(storage.read_text(path))
   except (OSError, json.JSONDecodeError) as e:
     raise ValueError(f"cannot read eval report {path}: {e}") from e
   missing = [k for k in ("checkpoint", "summary", "samples") if k not in report]

@@ -97,7 +97,8 @@ def build(cfg: config_lib.Config, mesh: Mesh, total_steps: int) -> Trainer:
   model = Transformer(cfg.model, cfg.lora if lora else None)
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, cfg.model, tx, schedule, lora=lora,
-                               grad_accum=cfg.train.grad_accum),
+                               grad_accum=cfg.train.grad_accum,
+                               stochastic_rounding=cfg.train.stochastic_rounding),
       mesh, state_sh, frozen_sh, cfg.train.xla_opt_level)
   eval_step = step_lib.make_eval_step(model, cfg.model, mesh, state_sh.params, frozen_sh,
                                       lora=lora, xla_opt_level=cfg.train.xla_opt_level)

@@ -1,4 +1,4 @@
-"""Orbax checkpoints that carry a run across sessions.
+"""Orbax checkpoints that carry a run across sessions, on local disk or in a bucket.
 
 One checkpoint step holds five items, written together (all processes) and atomically
 (Orbax writes a tmp dir and renames it, so a failed save never touches the last good one):
@@ -6,100 +6,85 @@ One checkpoint step holds five items, written together (all processes) and atomi
   opt        {'step', 'opt_state', 'rng'}
   data_iter  the Grain iterator state (one file per process)
   config     the run's Config as JSON
-  meta       step, lora, base weights reference, data manifest hash, param counts
+  meta       step, lora, base weights reference, the data stream's identity, param counts
+A step that cannot be read back (a truncated file, a disk that filled up) is reported,
+moved aside as `<step>.unreadable-<time>`, and the previous good step is used instead.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import grain
 import grain.checkpoint  # registers grain's Orbax handler
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.sharding import SingleDeviceSharding
 
 from jax_sft import config as config_lib
+from jax_sft import storage
 from jax_sft.config import CheckpointConfig
+from jax_sft.train import compat
 
 PyTree = Any
-# Config keys that change the shapes or meaning of saved weights; others may differ.
-_SHAPE_KEYS = ("num_layers", "embed_dim", "num_heads", "num_kv_heads", "head_dim",
-               "mlp_dim", "vocab_size", "attention_types", "sliding_window", "attn_softcap",
-               "final_softcap", "query_scale", "qk_norm", "post_norms", "gating_layout")
-_LORA_KEYS = ("enabled", "rank", "alpha", "targets")
 
 
 class CheckpointError(ValueError):
   """A checkpoint that does not fit this run; the message lists what differs."""
 
 
-def dir_size_mb(path: str) -> float:
-  """Total size of the files under `path`, in MB."""
+def dir_size_bytes(path: storage.PathLike) -> int:
+  """Total size of the files under `path` (local or remote)."""
+  root = storage.resolve(path)
+  if not root.exists():
+    return 0
   total = 0
-  for root, _, files in os.walk(path):
-    total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-  return total / 1e6
+  for dirpath, _, files in root.walk():
+    total += sum((dirpath / f).stat().length for f in files)
+  return total
 
 
 def _abstract(tree: PyTree, sharding_tree: Optional[PyTree] = None) -> PyTree:
   """ShapeDtypeStructs (with shardings) to restore into."""
-  if sharding_tree is None:
-    dev = SingleDeviceSharding(jax.devices()[0])
+  if sharding_tree is None:  # this process's first device: on a multi-host slice, each host's own
+    dev = SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev), tree)
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                       tree, sharding_tree)
 
 
-def tree_diff(saved: PyTree, wanted: PyTree, limit: int = 10) -> list[str]:
-  """Human lines naming paths that are missing, extra, or of another shape."""
-  def flat(t):
-    return {jax.tree_util.keystr(p): tuple(x.shape) for p, x in
-            jax.tree_util.tree_flatten_with_path(t)[0]}
-  a, b = flat(saved), flat(wanted)
-  out = [f"{k}: only in the checkpoint" for k in sorted(a.keys() - b.keys())]
-  out += [f"{k}: missing from the checkpoint" for k in sorted(b.keys() - a.keys())]
-  out += [f"{k}: checkpoint shape {a[k]} != this run's {b[k]}"
-          for k in sorted(a.keys() & b.keys()) if a[k] != b[k]]
-  return out[:limit] + ([f"... and {len(out) - limit} more"] if len(out) > limit else [])
-
-
-def config_diff(saved: dict, cfg: config_lib.Config) -> list[str]:
-  """Lines naming model/lora keys whose saved value differs from `cfg`'s."""
-  now = config_lib.to_dict(cfg)
-  out = []
-  for section, keys in (("model", _SHAPE_KEYS), ("lora", _LORA_KEYS)):
-    for k in keys:
-      a, b = saved.get(section, {}).get(k), now[section].get(k)
-      if section == "lora" and k != "enabled" and not now["lora"]["enabled"]:
-        continue
-      if a != b:
-        out.append(f"{section}.{k}: checkpoint has {a!r}, this run has {b!r}")
-  return out
+def log(msg: str) -> None:
+  if jax.process_index() == 0:
+    print(f"[checkpoint] {msg}", flush=True)
 
 
 class Checkpointer:
   """Saves and restores one run's checkpoints under `directory` (an Orbax manager)."""
 
-  def __init__(self, directory: str, cfg: CheckpointConfig = CheckpointConfig(),
+  def __init__(self, directory: storage.PathLike, cfg: CheckpointConfig = CheckpointConfig(),
                *, read_only: bool = False):
-    self.directory = os.path.abspath(directory)
+    self.path: epath.Path = storage.resolve(directory)
+    self.directory = str(self.path)
     self.cfg = cfg
     self.read_only = read_only
+    is_async = cfg.async_save and not read_only
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else cfg.keep, create=not read_only,
-        read_only=read_only, enable_async_checkpointing=cfg.async_save and not read_only,
-        cleanup_tmp_directories=not read_only)
+        read_only=read_only, enable_async_checkpointing=is_async,
+        cleanup_tmp_directories=not read_only,
+        async_options=(ocp.AsyncOptions(post_finalization_callback=self._committed)
+                       if is_async else None))
     handlers = dict(params=ocp.StandardCheckpointHandler(), opt=ocp.StandardCheckpointHandler(),
                     config=ocp.JsonCheckpointHandler(), meta=ocp.JsonCheckpointHandler(),
                     data_iter=grain.checkpoint.CheckpointHandler())
-    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+    self.manager = ocp.CheckpointManager(self.path, options=options, item_handlers=handlers)
     self._last_save_time = time.monotonic()
-    self._pending: Optional[int] = None
+    self._pending: Optional[int] = None  # the step whose save is in flight
+    self._save_started = 0.0
+    self.last_save_s = 0.0  # wall time of the last save, start to commit (measured)
 
   # --- saving -------------------------------------------------------------------
 
@@ -114,7 +99,7 @@ class Checkpointer:
     """Starts an (async) save of `state` and `data_iter` at `step`; False if it exists."""
     if step in self.manager.all_steps():
       return False
-    self._report_pending()
+    self._finish_pending()
     items = dict(
         params=ocp.args.StandardSave(state.params),
         opt=ocp.args.StandardSave({"step": state.step, "opt_state": state.opt_state,
@@ -123,30 +108,59 @@ class Checkpointer:
         meta=ocp.args.JsonSave(dict(meta, step=int(step))))
     if data_iter is not None:
       items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+    self._save_started = time.monotonic()
     self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    if not self.manager.is_saving_in_progress():  # synchronous: committed already
+      self._committed()
     self._last_save_time = time.monotonic()
     self._pending = step
     return True
 
-  def _report_pending(self):
-    if self._pending is not None and jax.process_index() == 0:
-      path = os.path.join(self.directory, str(self._pending))
-      if os.path.isdir(path):
-        print(f"[checkpoint] step {self._pending}: {dir_size_mb(path):.1f} MB at {path}",
-              flush=True)
-    self._pending = None
+  def _committed(self) -> None:
+    """Orbax calls this when a save is committed: its duration bounds the final save's."""
+    self.last_save_s = time.monotonic() - self._save_started
+
+  def _finish_pending(self) -> None:
+    """Waits for the save in flight (if any), then reports its size and duration."""
+    if self._pending is None:
+      return
+    self.manager.wait_until_finished()
+    step, self._pending = self._pending, None
+    path = self.path / str(step)
+    if path.exists():
+      log(f"step {step}: {dir_size_bytes(path) / 1e6:.1f} MB at {path}"
+          f" ({self.last_save_s:.1f}s)")
 
   def wait(self):
     """Blocks until the async save in flight has been committed (raises its error)."""
-    self.manager.wait_until_finished()
-    self._report_pending()
+    self._finish_pending()
 
   def close(self):
-    self.manager.wait_until_finished()
-    self._report_pending()
+    self._finish_pending()
     self.manager.close()
 
+  def write_speed(self, probe_bytes: int = 32 << 20) -> float:
+    """Bytes per second a file is written into the checkpoint directory, measured now."""
+    if self.read_only:
+      return float("inf")
+    probe = self.path / f".write-probe-{jax.process_index()}"
+    data = os.urandom(probe_bytes)  # incompressible, as weights are
+    t0 = time.monotonic()
+    if storage.is_remote(probe):
+      probe.write_bytes(data)
+    else:
+      with open(probe, "wb") as f:  # to the disk, not the page cache
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    seconds = time.monotonic() - t0
+    probe.unlink()
+    return probe_bytes / max(seconds, 1e-6)
+
   # --- restoring ----------------------------------------------------------------
+
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -158,8 +172,8 @@ class Checkpointer:
 
   def check_compatible(self, step: int, cfg: config_lib.Config, params_abstract: PyTree):
     """Raises CheckpointError listing each differing config key and param path."""
-    lines = config_diff(self.read_json(step, "config"), cfg)
-    lines += tree_diff(self.saved_params_metadata(step), params_abstract)
+    lines = compat.config_diff(self.read_json(step, "config"), cfg)
+    lines += compat.tree_diff(self.saved_params_metadata(step), params_abstract)
     if lines:
       raise CheckpointError(
           f"checkpoint {self.directory}/{step} does not fit this run:\n  " + "\n  ".join(lines))
@@ -193,29 +207,63 @@ class Checkpointer:
       node[keys[-1]] = jax.ShapeDtypeStruct(tuple(m.shape), m.dtype)
     return out
 
+  def restore_newest_good(self, restore: Callable[[int], Any], step: Optional[int] = None):
+    """(step, restore(step)) for `step`, or the newest step that reads back whole.
 
-def is_run(path: str) -> bool:
+    A step that fails to read is named with its error and moved aside (so the run can
+    write that step again), and the next older one is tried.
+    """
+    candidates = [step] if step is not None else sorted(self.all_steps(), reverse=True)
+    if step is not None and step not in self.all_steps():
+      raise CheckpointError(f"--resume-step {step}: no such checkpoint in {self.directory}"
+                            f" (steps: {self.all_steps()})")
+    for s in candidates:
+      try:
+        return s, restore(s)
+      except CheckpointError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  (any unreadable file)
+        why = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
+        log(f"step {s} in {self.directory} cannot be read back ({type(e).__name__}: {why});"
+            + (" trying the previous step" if s != candidates[-1] else ""))
+        self._quarantine(s)
+    raise CheckpointError(f"no readable checkpoint in {self.directory}"
+                          f" (tried {candidates}); start fresh or pick another run")
+
+  def _quarantine(self, step: int) -> None:
+    if self.read_only or jax.process_index() != 0:
+      return
+    src = self.path / str(step)
+    dst = self.path / f"{step}.unreadable-{int(time.time())}"
+    try:
+      src.rename(dst)
+      log(f"moved step {step} aside to {dst}")
+    except OSError as e:
+      log(f"could not move step {step} aside ({e}); it stays where it is")
+    self.manager.reload()
+
+
+def is_run(path: storage.PathLike) -> bool:
   """True for a training run dir, its checkpoints dir, or one step's dir (not released weights)."""
-  path = os.path.abspath(os.fspath(path))
-  return (os.path.isdir(os.path.join(path, "checkpoints"))
-          or os.path.exists(os.path.join(path, "run.yaml"))
-          or "checkpoints" in os.path.normpath(path).split(os.sep))
+  p = storage.resolve(path)
+  return ((p / "checkpoints").is_dir() or (p / "run.yaml").exists()
+          or "checkpoints" in p.parts or (p.name.isdigit() and (p / "meta").is_dir()))
 
 
-def resolve(path: str) -> tuple[str, Optional[int]]:
+def resolve(path: storage.PathLike) -> tuple[str, Optional[int]]:
   """(manager directory, step or None for latest) from a run dir, a checkpoints dir,
   or one step's dir."""
-  path = os.path.abspath(path)
-  if os.path.isdir(os.path.join(path, "checkpoints")):
-    return os.path.join(path, "checkpoints"), None
-  if os.path.isdir(os.path.join(path, "params")) and os.path.basename(path).isdigit():
-    return os.path.dirname(path), int(os.path.basename(path))
-  if not os.path.isdir(path):
-    raise CheckpointError(f"checkpoint path not found: {path}")
-  return path, None
+  p = storage.resolve(path)
+  if (p / "checkpoints").is_dir():
+    return str(p / "checkpoints"), None
+  if (p / "params").is_dir() and p.name.isdigit():
+    return str(p.parent), int(p.name)
+  if not p.is_dir():
+    raise CheckpointError(f"checkpoint path not found: {p}")
+  return str(p), None
 
 
-def open_read_only(path: str) -> tuple[Checkpointer, int]:
+def open_read_only(path: storage.PathLike) -> tuple[Checkpointer, int]:
   """A read-only Checkpointer on `path` and the step to use; raises if empty."""
   directory, step = resolve(path)
   ckpt = Checkpointer(directory, read_only=True)

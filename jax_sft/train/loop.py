@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from jax_sft import config as config_lib
-from jax_sft.train import builder, compile_cache, data_feed
+from jax_sft import storage
+from jax_sft.train import builder, compat, compile_cache, data_feed
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import mesh as mesh_lib
 from jax_sft.train import metrics as metrics_lib
 from jax_sft.train import session, stopping, weights
 
 PyTree = Any
+# Orbax's fixed cost of a save (directories, metadata, the commit), measured at about 1-2 s
+# on a 2-core machine even for a tiny state; the budget keeps at least this much.
+SAVE_OVERHEAD_S = 2.0
 
 
 @dataclasses.dataclass
@@ -59,33 +63,37 @@ def log(msg: str) -> None:
 
 
 def train(cfg: config_lib.Config, *, resume: bool = False, init_from: Optional[str] = None,
-          init_optimizer: bool = False, progress: bool = True,
-          hooks: Hooks = Hooks()) -> Result:
+          init_optimizer: bool = False, progress: bool = True, hooks: Hooks = Hooks(),
+          resume_step: Optional[int] = None) -> Result:
   """Runs one session of `cfg`; returns when done, on a signal or at the time budget."""
   stop = stopping.StopFlags(cfg.train.time_budget).install()
   try:
     return _session(cfg, stop, resume, init_from or cfg.train.init_from,
-                    init_optimizer or cfg.train.init_optimizer, progress, hooks)
+                    init_optimizer or cfg.train.init_optimizer, progress, hooks, resume_step)
   finally:
     stop.uninstall()
 
 
-def _session(cfg, stop, resume, init_from, init_optimizer, progress, hooks) -> Result:
+def _session(cfg, stop, resume, init_from, init_optimizer, progress, hooks, resume_step) -> Result:
   mesh = _mesh(cfg)
   manifest = data_feed.prepare(cfg)
   total_steps = data_feed.total_steps(cfg, manifest)
   trainer = builder.build(cfg, mesh, total_steps)
-  ckpt = ckpt_lib.Checkpointer(cfg.checkpoint.directory or os.path.join(cfg.run_dir, "checkpoints"),
+  ckpt = ckpt_lib.Checkpointer(cfg.checkpoint.directory or storage.join(cfg.run_dir, "checkpoints"),
                                cfg.checkpoint)
   train_iter = data_feed.train_iterator(cfg, total_steps)
+  manifest_hash = manifest.get("content_hash", manifest.get("hash"))
+  stream = compat.stream_identity(cfg, manifest_hash)
   start = session.build(trainer, ckpt, resume=resume, init_from=init_from,
-                        init_optimizer=init_optimizer, data_iter=train_iter)
+                        init_optimizer=init_optimizer, data_iter=train_iter, stream=stream,
+                        resume_step=resume_step)
   log(start.note)
   _write_config(cfg)
-  meta = {"lora": cfg.lora.enabled, "base_weights": weights.base_reference(cfg),
-          "manifest_hash": manifest.get("content_hash", manifest.get("hash")),
-          "total_steps": total_steps,
-          "trainable_params": sum(x.size for x in jax.tree.leaves(start.state.params))}
+  meta = {"lora": cfg.lora.enabled,
+          "base_weights": start.base_weights or weights.base_reference(cfg),
+          "manifest_hash": manifest_hash, "stream": stream, "total_steps": total_steps,
+          "trainable_params": sum(x.size for x in jax.tree.leaves(start.state.params)),
+          "state_bytes": _state_bytes(start.state)}
   t0 = time.perf_counter()  # compiled ahead of the first step: step times stay honest
   step_fn = trainer.compile()
   log(f"train step compiled in {time.perf_counter() - t0:.1f}s")
@@ -113,9 +121,12 @@ def _mesh(cfg: config_lib.Config):
 
 def _write_config(cfg: config_lib.Config) -> None:
   if jax.process_index() == 0:
-    os.makedirs(cfg.run_dir, exist_ok=True)
-    with open(os.path.join(cfg.run_dir, "config.yaml"), "w", encoding="utf-8") as f:
-      f.write(config_lib.to_yaml(cfg))
+    storage.write_text(storage.join(cfg.run_dir, "config.yaml"), config_lib.to_yaml(cfg))
+
+
+def _state_bytes(state) -> int:
+  """Bytes of the whole train state (what one checkpoint step holds, before metadata)."""
+  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)))
 
 
 class _Window:
@@ -151,7 +162,7 @@ class _Run:
   writer: metrics_lib.MetricsWriter
   first_step: int = 0
   losses: list = dataclasses.field(default_factory=list)
-  save_s: float = 0.0
+  write_bps: Optional[float] = None  # measured once, on the first budget check
 
   def steps(self, step_fn, state, frozen, total_steps, stop, progress):
     """Steps until the end, a signal, the budget or the data runs out: (state, step, reason)."""
@@ -162,7 +173,7 @@ class _Run:
     bar = _progress_bar(progress, step, total_steps)
     window, step_s, reason = _Window(), 0.0, "finished"
     while step < total_steps:
-      reason_now = stop.should_stop(step_s, self.save_s)
+      reason_now = stop.should_stop(step_s, self.final_save_estimate())
       if reason_now:
         reason = reason_now
         break
@@ -200,15 +211,27 @@ class _Run:
       params, lora = self.params_and_lora(state, frozen)
       self.writer.write(step, "eval", self.hooks.during(step, params, lora))
     if self.ckpt.due(step):
-      t0 = time.perf_counter()
       self.ckpt.save(step, state, self.train_iter, cfg, self.meta)
-      self.save_s = max(self.save_s, time.perf_counter() - t0)
+      self.writer.sync()
+
+  def final_save_estimate(self) -> float:
+    """Seconds the blocking final save will take: the last save's measured start-to-commit
+    time, and never less than the state's size at the measured write speed plus Orbax's
+    fixed cost (the estimate stands alone before the first save has committed)."""
+    if self.write_bps is None:
+      self.write_bps = self.ckpt.write_speed()
+    per_process = self.meta["state_bytes"] / jax.process_count()
+    return max(self.ckpt.last_save_s, SAVE_OVERHEAD_S + 1.25 * per_process / self.write_bps)
 
   def params_and_lora(self, state, frozen):
-    """(model params, adapters or None) on the host, for the hooks."""
+    """(model params, adapters or None) whole on every host, for the hooks.
+
+    process_allgather, not device_get: on a multi-host slice no process holds every shard.
+    """
+    gather = lambda tree: multihost_utils.process_allgather(tree, tiled=True)
     if self.trainer.lora:
-      return jax.device_get(frozen), jax.device_get(state.params)
-    return jax.device_get(state.params), None
+      return gather(frozen), gather(state.params)
+    return gather(state.params), None
 
   def evaluate(self, step: int, state, frozen) -> Optional[float]:
     """Token-weighted held-out loss and perplexity over the first eval_batches batches."""

@@ -29,7 +29,9 @@ def maybe_initialize_distributed(cfg: MeshConfig) -> bool:
   """Calls jax.distributed.initialize() on a multi-host slice; True if it did.
 
   `cfg.distributed` None detects: a TPU pod slice (TPU_WORKER_HOSTNAMES with more
-  than one host), SLURM, or an explicit JAX_COORDINATOR_ADDRESS.
+  than one host), SLURM, or an explicit JAX_COORDINATOR_ADDRESS. Where JAX cannot find the
+  process count and index itself (CPU processes on one machine, other launchers),
+  JAX_NUM_PROCESSES and JAX_PROCESS_ID give them.
   """
   want = cfg.distributed
   if want is None:
@@ -41,7 +43,12 @@ def maybe_initialize_distributed(cfg: MeshConfig) -> bool:
             or int(os.environ.get("SLURM_NTASKS", "1")) > 1)
   if not want or jax.distributed.is_initialized():
     return False
-  jax.distributed.initialize()
+  explicit = {}
+  if "JAX_NUM_PROCESSES" in os.environ and "JAX_PROCESS_ID" in os.environ:
+    explicit = {"coordinator_address": os.environ.get("JAX_COORDINATOR_ADDRESS"),
+                "num_processes": int(os.environ["JAX_NUM_PROCESSES"]),
+                "process_id": int(os.environ["JAX_PROCESS_ID"])}
+  jax.distributed.initialize(**explicit)
   return True
 
 

@@ -20,6 +20,7 @@ from jax_sft.config import ModelConfig
 from jax_sft.model import sharding as model_sharding
 from jax_sft.model.loss import chunked_cross_entropy
 from jax_sft.train import mesh as mesh_lib
+from jax_sft.train import precision
 from jax_sft.train.state import TrainState, replicated
 
 PyTree = Any
@@ -46,6 +47,11 @@ def loss_terms(model, model_cfg: ModelConfig, params: PyTree, lora: PyTree | Non
       batch["loss_mask"], chunk=model_cfg.loss_chunk, final_softcap=model_cfg.final_softcap)
 
 
+def _grad_dtype(x) -> jnp.dtype:
+  """Gradients of 16-bit weights are summed and applied in float32."""
+  return jnp.float32 if precision.is_low(x) else x.dtype
+
+
 def _split_micro(batch: Batch, grad_accum: int) -> Batch:
   """[B, L] -> [A, B/A, L] taking every A-th row, so each micro-batch keeps the
   batch's sharding over the data axes (device d's rows stay on device d)."""
@@ -63,9 +69,14 @@ def compiler_options(xla_opt_level: int) -> dict | None:
 
 
 def make_train_step(model, model_cfg: ModelConfig, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, *, lora: bool, grad_accum: int = 1
+                    schedule: optax.Schedule, *, lora: bool, grad_accum: int = 1,
+                    stochastic_rounding: bool = True
                     ) -> Callable[[TrainState, PyTree, Batch], tuple[TrainState, dict]]:
-  """The un-jitted step; `jit_train_step` compiles it with shardings."""
+  """The un-jitted step; `jit_train_step` compiles it with shardings.
+
+  Gradients are accumulated and applied in float32 whatever the stored dtype; a 16-bit
+  state is written back with stochastic rounding (precision.py).
+  """
 
   def micro_loss(trainable, frozen, micro):
     params, adapters = (frozen, trainable) if lora else (trainable, None)
@@ -81,15 +92,18 @@ def make_train_step(model, model_cfg: ModelConfig, tx: optax.GradientTransformat
       def body(carry, micro):
         g_acc, l_acc, c_acc = carry
         (l, c), g = grad_fn(state.params, frozen, micro)
+        g = jax.tree.map(lambda a, x: x.astype(a.dtype), g_acc, g)
         return (jax.tree.map(jnp.add, g_acc, g), l_acc + l, c_acc + c), None
-      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, _grad_dtype(p)), state.params)
       init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
       (grads, loss_sum, count), _ = jax.lax.scan(body, init, _split_micro(batch, grad_accum))
     denom = jnp.maximum(count, 1.0)
-    grads = jax.tree.map(lambda g: (g / denom).astype(g.dtype), grads)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    grads = jax.tree.map(lambda g: (g.astype(_grad_dtype(g)) / denom).astype(_grad_dtype(g)),
+                         grads)
     rng, _ = jax.random.split(state.rng)
+    params, opt_state = precision.apply_update(
+        tx, grads, state.params, state.opt_state, jax.random.fold_in(state.rng, 1),
+        stochastic_rounding)
     metrics = {"loss": loss_sum / denom, "loss_tokens": count,
                "grad_norm": optax.global_norm(grads), "lr": schedule(state.step)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng)

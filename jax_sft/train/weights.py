@@ -4,7 +4,8 @@ A LoRA checkpoint stores only adapters plus `base_weights`, a reference this mod
 resolves again: a checkpoint path (a released format, or another training run) or
 "random:SEED" for tiny test models. `load` is the one entry point for "weights at PATH"
 (generate, eval, export, warm starts): a training run's model with its LoRA merged, or
-a released checkpoint shaped by the config.
+a released checkpoint shaped by the config. Paths may be gs:// URLs: a run is read there by
+Orbax; released weights are copied to a local cache first (their readers need files).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_sft import config as config_lib
+from jax_sft import storage
 from jax_sft.model import formats
 from jax_sft.model import lora as lora_lib
 from jax_sft.model import params as params_lib
@@ -77,7 +79,8 @@ def load_base(cfg: config_lib.Config, reference: Optional[str] = None,
   elif ckpt_lib.is_run(reference):
     params = load(reference, cfg.model, shardings)
   else:  # read straight into the storage dtype (no second copy)
-    params = formats.load_params(reference, cfg.model, shardings=shardings, dtype=dtype)
+    params = formats.load_params(storage.local_copy(reference), cfg.model, shardings=shardings,
+                                 dtype=dtype)
   return jax.tree.map(lambda x: x.astype(dtype) if x.dtype != jnp.dtype(dtype) else x, params)
 
 
@@ -104,7 +107,7 @@ def load(path: str, model_cfg: config_lib.ModelConfig, shardings: Optional[PyTre
   """The model at `path`: a training run's (LoRA merged, checked against `model_cfg`) or a
   released checkpoint read as `model_cfg`."""
   if not ckpt_lib.is_run(path):
-    return formats.load_params(path, model_cfg, shardings)
+    return formats.load_params(storage.local_copy(path), model_cfg, shardings)
   run_cfg, params, adapters = load_for_inference(path, shardings)
   if adapters is not None:
     params = lora_lib.merge(params, adapters, run_cfg.model, run_cfg.lora)
@@ -118,4 +121,4 @@ def model_config_at(path: str) -> Optional[config_lib.ModelConfig]:
   if ckpt_lib.is_run(path):
     ckpt, step = ckpt_lib.open_read_only(path)
     return ckpt_lib.config_from_checkpoint(ckpt, step).model
-  return formats.config_from_checkpoint(path)
+  return formats.config_from_checkpoint(storage.local_copy(path))
