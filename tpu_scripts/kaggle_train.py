@@ -1,22 +1,28 @@
 #!/usr/bin/env python3
 """Run one jax_sft training session in a Kaggle TPU notebook (v5e-8, 9 hours, 20 GB output).
 
-Installs the package, finds the Gemma weights, tokenizer, prepared data and any earlier
-session's run under /kaggle/input, trains with a time budget, exports the model, and
-prunes /kaggle/working to fit Kaggle's 20 GB output limit.
+One clock for the whole session: it starts when the notebook started (or at --deadline
+minus --session-hours) and covers install, prepare, training (whose final checkpoint the
+trainer budgets for itself), export and pruning. Export and pruning run even when training
+fails; the script then exits with training's status.
 
   python tpu_scripts/kaggle_train.py --session s1 --model gemma2_2b --mode lora --seq 2048
-  python tpu_scripts/kaggle_train.py --config configs/gemma2_2b_lora_s2_2048.yaml \
-      --init-from /kaggle/input/my-s1-output/run/export
   python tpu_scripts/kaggle_train.py --session s1 --resume-from /kaggle/input/my-s1-output/run
+  python tpu_scripts/kaggle_train.py --session s2 --init-from auto     # newest earlier run
   ... --dry-run   # print every command and the files found, run nothing
 
+Output (under /kaggle/working, at most --output-limit-gb): run/ (checkpoints, metrics, the
+export) and data/ (the prepared mix, so the next session need not prepare again). When it
+does not all fit, what can be rebuilt goes first; see `plan_pruning`. JAX_SFT_KAGGLE_ROOT
+(default /kaggle) moves /kaggle/input and /kaggle/working, for rehearsals on any machine.
 Uses only the standard library, so it runs before anything is installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import glob
 import os
 import shlex
 import shutil
@@ -25,13 +31,14 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KAGGLE_ROOT = os.environ.get("JAX_SFT_KAGGLE_ROOT", "/kaggle")
 GB = 10**9
-# Config key the trainer reads the base weights from.
-BASE_WEIGHTS_KEY = "model.init_from"
+BASE_WEIGHTS_KEY = "model.init_from"  # the config key the trainer reads the base weights from
 COPY_IGNORE = (".venv", ".git", "runs", "data_cache", "__pycache__", "*.egg-info", ".jax_cache")
 MODEL_NAME_HINTS = {
     "gemma2_2b": ("gemma2", "gemma-2", "2b"),
     "gemma3_1b": ("gemma3", "gemma-3", "1b"),
+    "gemma3_270m": ("gemma3", "gemma-3", "270m"),
     "gemma1_2b": ("gemma", "2b"),
 }
 
@@ -40,18 +47,71 @@ def log(msg: str) -> None:
   print(f"[kaggle_train] {msg}", flush=True)
 
 
-def run(cmd: list[str], dry_run: bool) -> None:
-  """Prints the command; runs it (failing loudly) unless dry_run."""
+def run(cmd: list[str], dry_run: bool, check: bool = True) -> int:
+  """Prints the command; runs it unless dry_run; returns its exit status."""
   print("+ " + shlex.join(cmd), flush=True)
-  if not dry_run:
-    subprocess.run(cmd, check=True)
+  if dry_run:
+    return 0
+  return subprocess.run(cmd, check=check).returncode
+
+
+def parse_duration(text: str) -> float:
+  """Seconds in "8h30m", "90m", "45s" or a bare number of seconds."""
+  text, total, num = str(text).strip().lower(), 0.0, ""
+  for ch in text:
+    if ch.isdigit() or ch == ".":
+      num += ch
+    elif ch in "dhms" and num:
+      total += float(num) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[ch]
+      num = ""
+    else:
+      raise ValueError(f"{text!r} is not a duration like 8h30m")
+  return total + (float(num) if num else 0.0)
+
+
+# --- the clock --------------------------------------------------------------------------
+
+
+def session_start() -> float:
+  """When this notebook's session started: the start of the container's first process
+  (Kaggle starts a fresh container per session); the script's own start if unknown."""
+  try:
+    with open("/proc/stat") as f:
+      boot = next(float(line.split()[1]) for line in f if line.startswith("btime"))
+    with open("/proc/1/stat") as f:
+      ticks = float(f.read().rsplit(")", 1)[1].split()[19])
+    start = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return start if start <= time.time() else time.time()
+  except (OSError, ValueError, StopIteration, IndexError):
+    return time.time()
+
+
+def parse_deadline(text: str) -> float:
+  """Epoch seconds from a number of seconds, or an ISO time (local time if no zone)."""
+  try:
+    return float(text)
+  except ValueError:
+    return datetime.datetime.fromisoformat(text).timestamp()
+
+
+class Clock:
+  """Seconds left until the session's deadline."""
+
+  def __init__(self, deadline: float):
+    self.deadline = deadline
+
+  def left(self) -> float:
+    return self.deadline - time.time()
+
+  def describe(self) -> str:
+    return f"{self.left() / 3600:.2f} h left"
 
 
 # --- finding things under /kaggle/input ---------------------------------------------
 
 
 def _walk(root: str, max_depth: int = 8):
-  """os.walk limited to max_depth levels below root; skips run directories' checkpoints."""
+  """os.walk limited to max_depth levels below root."""
   root = os.path.abspath(root)
   base = root.count(os.sep)
   for dirpath, dirnames, filenames in os.walk(root):
@@ -72,7 +132,25 @@ def find_run_dirs(root: str) -> list[str]:
   return sorted(found, key=os.path.getmtime, reverse=True)
 
 
-def _model_kind(dirpath: str, filenames: list[str]) -> str | None:
+def checkpoint_steps(run_dir: str) -> list[str]:
+  """Finished Orbax step directories (all-digit names) under run_dir, oldest first."""
+  ckpt = os.path.join(run_dir, "checkpoints")
+  if not os.path.isdir(ckpt):
+    return []
+  return [os.path.join(ckpt, d) for d in sorted((d for d in os.listdir(ckpt) if d.isdigit()),
+                                                 key=int)]
+
+
+def warm_start_source(run_dir: str) -> str | None:
+  """What `--init-from` should read from an earlier run: its checkpoints (weights and
+  optimizer), else its export (weights only), else nothing."""
+  if checkpoint_steps(run_dir):
+    return run_dir
+  export = os.path.join(run_dir, "export")
+  return export if os.path.isdir(export) and os.listdir(export) else None
+
+
+def _model_kind(filenames: list[str]) -> str | None:
   names = set(filenames)
   if names & {"_METADATA", "_CHECKPOINT_METADATA", "manifest.ocdbt"}:
     return "flax"
@@ -91,7 +169,7 @@ def find_model(root: str, preset: str) -> str | None:
   for dirpath, dirnames, filenames in _walk(root):
     if any(dirpath.startswith(r + os.sep) or dirpath == r for r in runs):
       continue  # an earlier session's own checkpoints are not base weights
-    kind = _model_kind(dirpath, filenames)
+    kind = _model_kind(filenames)
     if kind is None:
       continue
     dirnames[:] = []  # do not descend into the checkpoint itself
@@ -106,8 +184,7 @@ def find_tokenizer(root: str, model_dir: str | None) -> str | None:
   """tokenizer.model (Kaggle Flax) or vocabulary.spm (Keras) nearest to the model."""
   places = []
   if model_dir:
-    places += [model_dir, os.path.dirname(model_dir),
-               os.path.join(model_dir, "assets", "tokenizer")]
+    places += [model_dir, os.path.dirname(model_dir), os.path.join(model_dir, "assets", "tokenizer")]
   for place in places:
     for name in ("tokenizer.model", "vocabulary.spm"):
       if os.path.isfile(os.path.join(place, name)):
@@ -119,12 +196,16 @@ def find_tokenizer(root: str, model_dir: str | None) -> str | None:
   return None
 
 
+def is_prepared_data(path: str) -> bool:
+  """What `jax-sft prepare` writes: manifest.json beside train-*.array_record shards."""
+  return (os.path.isfile(os.path.join(path, "manifest.json"))
+          and bool(glob.glob(os.path.join(path, "train-*.array_record"))))
+
+
 def find_prepared_data(root: str) -> str | None:
-  """A `jax-sft prepare` output directory (has manifest.json and a train split)."""
-  for dirpath, _, filenames in _walk(root):
-    if "manifest.json" in filenames and os.path.isdir(os.path.join(dirpath, "train")):
-      return dirpath
-  return None
+  """A `jax-sft prepare` output directory under root (newest first)."""
+  found = [d for d, _, _ in _walk(root) if is_prepared_data(d)]
+  return max(found, key=os.path.getmtime) if found else None
 
 
 # --- output size -----------------------------------------------------------------------
@@ -143,82 +224,131 @@ def tree_size(path: str) -> int:
   return total
 
 
-def checkpoint_steps(run_dir: str) -> list[str]:
-  """Orbax step directories (all-digit names) under run_dir, oldest first."""
-  steps = []
-  for dirpath, dirnames, _ in os.walk(run_dir):
-    digits = [d for d in dirnames if d.isdigit()]
-    steps += [os.path.join(dirpath, d) for d in sorted(digits, key=int)]
-    dirnames[:] = [d for d in dirnames if not d.isdigit()]
-  return steps
+def plan_pruning(sizes: dict[str, int], total: int, limit: int, *, cache: str, data: str,
+                 older_steps: list[str], last_step: str | None, export: str | None,
+                 prefer: str) -> list[str]:
+  """What to delete, in order, so the output fits `limit`; nothing if it already fits.
+
+  Rebuildable things go first (the compile cache, the prepared data, older checkpoint
+  steps), then whichever of the export and the last checkpoint is not preferred. The
+  other is kept even if it alone is over the limit: Kaggle then saves nothing, and the
+  log says so. `prefer` "checkpoint" keeps the resumable state (sessions 1-2); "export"
+  keeps the model (the last session), and so does "checkpoint" when the checkpoint alone
+  would not fit but the export would.
+  """
+  plan: list[str] = []
+
+  def drop(path):
+    nonlocal total
+    if path and path in sizes and total > limit:
+      plan.append(path)
+      total -= sizes[path]
+
+  for path in [cache, data, *older_steps]:
+    drop(path)
+  ckpt_fits = last_step is not None and total - sizes.get(export, 0) <= limit
+  keep_ckpt = prefer == "checkpoint" and (ckpt_fits or export not in sizes)
+  drop(export if keep_ckpt else last_step)
+  return plan
 
 
-def prune_output(working: str, run_dir: str, export_dir: str, cache_dir: str,
-                 limit_bytes: int, dry_run: bool) -> list[str]:
-  """Deletes, in this order, until /kaggle/working fits: older checkpoints, the compile
-  cache, then (if the export exists) the last checkpoint. Returns what was removed."""
-  removed = []
+def prune_output(working: str, run_dir: str, export_dir: str, cache_dir: str, data_dir: str,
+                 limit_bytes: int, prefer: str, dry_run: bool) -> list[str]:
+  """Deletes what plan_pruning says until the working dir fits; returns what was removed."""
   steps = checkpoint_steps(run_dir)
-  candidates = steps[:-1] + [cache_dir]
-  if os.path.isdir(export_dir) and steps:
-    candidates.append(steps[-1])  # the export alone can start the next session (--init-from)
-  size = tree_size(working)
-  log(f"/kaggle/working holds {size / GB:.2f} GB (limit {limit_bytes / GB:.1f} GB)")
-  for path in candidates:
-    if size <= limit_bytes:
-      break
-    if not os.path.exists(path):
-      continue
-    freed = tree_size(path)
-    print(f"+ rm -rf {shlex.quote(path)}   # {freed / GB:.2f} GB", flush=True)
+  candidates = [cache_dir, data_dir, export_dir] + steps
+  sizes = {p: tree_size(p) for p in candidates if os.path.exists(p)}
+  total = tree_size(working)
+  log(f"{working} holds {total / GB:.2f} GB (limit {limit_bytes / GB:.1f} GB)")
+  plan = plan_pruning(sizes, total, limit_bytes, cache=cache_dir,
+                      data=data_dir if data_dir.startswith(working) else "",
+                      older_steps=steps[:-1], last_step=steps[-1] if steps else None,
+                      export=export_dir if export_dir in sizes else None, prefer=prefer)
+  for path in plan:
+    print(f"+ rm -rf {shlex.quote(path)}   # {sizes[path] / GB:.2f} GB", flush=True)
     if not dry_run:
       shutil.rmtree(path)
-    size -= freed
-    removed.append(path)
-  if size > limit_bytes:
-    log(f"WARNING: output still {size / GB:.2f} GB > {limit_bytes / GB:.1f} GB; Kaggle will not "
-        "save all of it. Use a LoRA config or export in bfloat16.")
-  return removed
+    total -= sizes[path]
+  if export_dir in plan:
+    log("the export was removed to keep the checkpoint; rebuild it any time with"
+        f" `jax-sft export {run_dir} --format flax --out DIR`")
+  if steps and steps[-1] in plan:
+    log("the checkpoint did not fit beside the export: the next session can only warm-start"
+        " from the export (weights only, a fresh optimizer). A compact state"
+        " (model.param_dtype=bfloat16) or LoRA keeps the checkpoint.")
+  if total > limit_bytes:
+    log(f"WARNING: output still {total / GB:.2f} GB > {limit_bytes / GB:.1f} GB; Kaggle will"
+        " not save all of it")
+  return plan
 
 
 # --- the session -----------------------------------------------------------------------
 
 
-def config_path(args) -> str:
+def config_path(args, src: str) -> str:
   if args.config:
     return args.config
-  return os.path.join(REPO, "configs", f"{args.model}_{args.mode}_{args.session}_{args.seq}.yaml")
+  return os.path.join(src, "configs", f"{args.model}_{args.mode}_{args.session}_{args.seq}.yaml")
 
 
-def main(argv=None) -> int:
+def copy_run(src: str, dst: str, dry_run: bool) -> None:
+  """An earlier run's newest checkpoint, config and metrics into dst (read-only inputs are
+  copied: the run continues there); older steps and the export stay behind."""
+  steps = checkpoint_steps(src)
+  print(f"+ copy {shlex.quote(src)} -> {shlex.quote(dst)} (newest checkpoint only)", flush=True)
+  if dry_run:
+    return
+  shutil.rmtree(dst, ignore_errors=True)
+  keep = {os.path.basename(steps[-1])} if steps else set()
+  shutil.copytree(src, dst, ignore=lambda d, names: [
+      n for n in names if (d == src and n == "export")
+      or (os.path.basename(d) == "checkpoints" and n not in keep)])
+  for root, dirs, files in os.walk(dst):  # inputs are read-only: the copy must not be
+    for n in dirs + files:
+      os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+
+
+def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", help="run config (default: from --model/--mode/--session/--seq)")
   p.add_argument("--model", default="gemma2_2b", choices=sorted(MODEL_NAME_HINTS))
   p.add_argument("--mode", default="lora", choices=["lora", "full"])
   p.add_argument("--session", default="s1", choices=["s1", "s2", "s3"])
   p.add_argument("--seq", default=2048, type=int, choices=[1024, 2048])
-  p.add_argument("--time-budget", default="8h30m", help="training stops cleanly before this")
-  p.add_argument("--resume-from", help="an earlier session's run dir to continue exactly "
-                 "(copied into --working, then `train --resume`)")
-  p.add_argument("--init-from", help="checkpoint or export to warm-start a new run from; "
-                 "'auto' = newest run dir under --input")
+  p.add_argument("--session-hours", type=float, default=9.0, help="Kaggle's session limit")
+  p.add_argument("--deadline", help="when the session ends (epoch seconds or ISO time);"
+                 " default: the notebook's start plus --session-hours")
+  p.add_argument("--export-reserve", default="20m",
+                 help="time kept after training for export and pruning")
+  p.add_argument("--time-budget", help="cap on training time (the clock may give less)")
+  p.add_argument("--resume-from", help="an earlier session's run dir to continue exactly")
+  p.add_argument("--init-from", help="an earlier run, export or model to warm-start from;"
+                 " 'auto' = the newest run dir under --input")
   p.add_argument("--model-dir", help="base weights (default: searched under --input)")
   p.add_argument("--tokenizer", help="SentencePiece model (default: searched under --input)")
-  p.add_argument("--data-dir", help="prepared data (default: searched under --input, "
-                 "else prepared into /tmp)")
-  p.add_argument("--input", default="/kaggle/input")
-  p.add_argument("--working", default="/kaggle/working")
+  p.add_argument("--data-dir", help="prepared data (default: searched under --input, else"
+                 " prepared into --working/data)")
+  p.add_argument("--input", default=os.path.join(KAGGLE_ROOT, "input"))
+  p.add_argument("--working", default=os.path.join(KAGGLE_ROOT, "working"))
   p.add_argument("--output-limit-gb", type=float, default=19.5,
-                 help="prune /kaggle/working to this (Kaggle saves 20 GB)")
+                 help="prune --working to this (Kaggle saves 20 GB)")
+  p.add_argument("--prefer", choices=["checkpoint", "export"],
+                 help="what to keep when both do not fit (default: export in s3, else checkpoint)")
   p.add_argument("--export-format", default="flax", choices=["flax", "safetensors"])
   p.add_argument("--install-dir", default="/tmp/jax_sft_src",
                  help="where the source is copied to be installed (writable)")
   p.add_argument("--no-install", action="store_true", help="the package is already installed")
   p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
   p.add_argument("overrides", nargs="*", help="extra key.path=value config overrides")
-  args = p.parse_args(argv)
-  started = time.time()
+  return p
 
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  deadline = (parse_deadline(args.deadline) if args.deadline
+              else session_start() + args.session_hours * 3600)
+  clock = Clock(deadline)
+  log(f"session clock: {clock.describe()} (deadline {time.ctime(deadline)})")
   run_dir = os.path.join(args.working, "run")
   export_dir = os.path.join(run_dir, "export")
   cache_dir = os.path.join(args.working, "jax_cache")
@@ -231,17 +361,14 @@ def main(argv=None) -> int:
       shutil.rmtree(src, ignore_errors=True)
       shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*COPY_IGNORE))
     run(["pip", "install", "-q", "-e", f"{src}[tpu]"], args.dry_run)
-  config = config_path(args)
-  if not args.config:
-    config = os.path.join(src, os.path.relpath(config, REPO))
+  config = config_path(args, src)
 
   model_dir = args.model_dir or find_model(args.input, args.model)
   tokenizer = args.tokenizer or find_tokenizer(args.input, model_dir)
-  data_dir = args.data_dir or find_prepared_data(args.input) or "/tmp/jax_sft_data"
+  data_dir = args.data_dir or find_prepared_data(args.input) or os.path.join(args.working, "data")
   log(f"config: {config}")
   log(f"base weights: {model_dir or 'NOT FOUND (add the Gemma model to the notebook)'}")
-  log(f"tokenizer: {tokenizer or 'NOT FOUND'}")
-  log(f"data: {data_dir}")
+  log(f"tokenizer: {tokenizer or 'NOT FOUND'}; data: {data_dir}")
   if not args.dry_run and (model_dir is None or tokenizer is None) and not args.resume_from:
     log(f"no Gemma weights or tokenizer under {args.input}: add the model to the notebook "
         "(Add Input -> Models -> Gemma 2 or Gemma 3, Flax) or pass --model-dir/--tokenizer")
@@ -253,32 +380,49 @@ def main(argv=None) -> int:
     overrides.append(f"data.tokenizer={tokenizer}")
   if model_dir:
     overrides.append(f"{BASE_WEIGHTS_KEY}={model_dir}")
-  train = ["jax-sft", "train", config, "--time-budget", args.time_budget]
+  overrides += list(args.overrides)
+  train = ["jax-sft", "train", config]
   if args.resume_from:
-    run(["rm", "-rf", run_dir], args.dry_run)
-    run(["cp", "-r", args.resume_from, run_dir], args.dry_run)
+    copy_run(args.resume_from, run_dir, args.dry_run)
     train.append("--resume")
   elif args.init_from:
     init = args.init_from
     if init == "auto":
-      runs = find_run_dirs(args.input)
+      runs = [r for r in find_run_dirs(args.input) if warm_start_source(r)]
       if not runs:
-        log(f"--init-from auto: no earlier run dir under {args.input}")
+        log(f"--init-from auto: no earlier run with a checkpoint or an export under {args.input}")
         return 2
-      init = runs[0]
+      init = warm_start_source(runs[0])
     train += ["--init-from", init]
-  train += overrides + list(args.overrides)
+  if not is_prepared_data(data_dir):
+    run(["jax-sft", "prepare", config] + overrides, args.dry_run)
 
-  if not os.path.isabs(data_dir) or not data_dir.startswith(args.input):
-    run(["jax-sft", "prepare", config] + overrides + list(args.overrides), args.dry_run)
-  run(train, args.dry_run)
-  run(["jax-sft", "export", run_dir, "--format", args.export_format, "--out", export_dir],
-      args.dry_run)
-  prune_output(args.working, run_dir, export_dir, cache_dir,
-               int(args.output_limit_gb * GB), args.dry_run)
-  log(f"done in {(time.time() - started) / 3600:.2f} h; save the notebook's output "
-      "(or a Kaggle dataset from it) to start the next session from it")
-  return 0
+  reserve = parse_duration(args.export_reserve)
+  budget = clock.left() - reserve
+  if args.time_budget:
+    budget = min(budget, parse_duration(args.time_budget))
+  status = 0
+  if budget <= 60 and not args.dry_run:
+    log(f"no time left to train ({clock.describe()}, {reserve:.0f}s kept for export)")
+    status = 3
+  else:
+    log(f"training for at most {budget / 3600:.2f} h ({clock.describe()})")
+    status = run(train + ["--time-budget", f"{int(budget)}s"] + overrides, args.dry_run,
+                 check=False)
+    if status:
+      log(f"training exited with status {status}; exporting and pruning what it left")
+  if args.dry_run or checkpoint_steps(run_dir):
+    if os.path.exists(export_dir):  # an earlier export of this run: replaced by the new one
+      run(["rm", "-rf", export_dir], args.dry_run)
+    if run(["jax-sft", "export", run_dir, "--format", args.export_format, "--out", export_dir],
+           args.dry_run, check=False):
+      log("export failed; the checkpoint is kept")
+  prefer = args.prefer or ("export" if args.session == "s3" else "checkpoint")
+  prune_output(args.working, run_dir, export_dir, cache_dir, data_dir,
+               int(args.output_limit_gb * GB), prefer, args.dry_run)
+  log(f"done ({clock.describe()}); save the notebook's output (or a Kaggle dataset from it)"
+      " to start the next session from it")
+  return status
 
 
 if __name__ == "__main__":

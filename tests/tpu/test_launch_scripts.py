@@ -6,6 +6,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -148,10 +149,11 @@ def test_kaggle_session_finds_inputs_trains_exports_and_prunes(stand_ins, tmp_pa
   env, calls = stand_ins
   inp, model, prev, work = _kaggle_inputs(tmp_path)
   # 3 KB per checkpoint, 2 KB export: a 6 KB limit forces the older checkpoint out.
+  deadline = time.time() + 9 * 3600
   out = subprocess.run(
       [sys.executable, KAGGLE, "--input", str(inp), "--working", str(work), "--session", "s2",
        "--init-from", "auto", "--output-limit-gb", "0.000006", "--install-dir",
-       str(tmp_path / "src"), "train.epochs=2"],
+       str(tmp_path / "src"), "--deadline", str(deadline), "train.epochs=2"],
       env=env, capture_output=True, text=True, check=False, timeout=60)
   assert out.returncode == 0, out.stdout + out.stderr
   recorded = calls()
@@ -160,7 +162,9 @@ def test_kaggle_session_finds_inputs_trains_exports_and_prunes(stand_ins, tmp_pa
   assert not (tmp_path / "src" / ".venv").exists()
   train = [c for c in recorded if c[:2] == ["jax-sft", "train"]][0]
   assert train[2].endswith("configs/gemma2_2b_lora_s2_2048.yaml")
-  assert train[train.index("--time-budget") + 1] == "8h30m"
+  # One clock: the session's 9 hours less the 20 minutes kept for export and pruning.
+  budget = int(train[train.index("--time-budget") + 1].rstrip("s"))
+  assert 9 * 3600 - 20 * 60 - 30 <= budget <= 9 * 3600 - 20 * 60
   assert train[train.index("--init-from") + 1] == str(prev)
   assert f"model.init_from={model}" in train
   assert f"data.tokenizer={model.parent / 'tokenizer.model'}" in train
@@ -181,7 +185,7 @@ def test_kaggle_resume_copies_the_earlier_run_and_dry_run_runs_nothing(stand_ins
       env=env, capture_output=True, text=True, check=False, timeout=60)
   assert out.returncode == 0, out.stderr
   assert calls() == []
-  assert f"+ cp -r {prev} {work / 'run'}" in out.stdout
+  assert f"+ copy {prev} -> {work / 'run'} (newest checkpoint only)" in out.stdout
   train_line = [line for line in out.stdout.splitlines() if line.startswith("+ jax-sft train")][0]
   assert "--resume" in shlex.split(train_line)
 
@@ -205,6 +209,6 @@ def test_notebook_is_valid_and_runs_the_session_script():
   assert all(c.get("outputs", []) == [] for c in nb["cells"] if c["cell_type"] == "code")
   settings = {}
   exec(code[0], settings)  # pylint: disable=exec-used
-  assert settings["SESSION"] in ("s1", "s2", "s3") and settings["TIME_BUDGET"] == "8h30m"
+  assert settings["SESSION"] in ("s1", "s2", "s3") and settings["SESSION_HOURS"] == 9
   assert any("kaggle_train.py" in src and "subprocess.run(cmd" in src for src in code)
   assert not any("import jax" in src for src in code)  # the kernel must leave the TPU free
