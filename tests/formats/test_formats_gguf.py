@@ -10,10 +10,12 @@ import pytest
 
 from jax_sft import config as config_lib
 from jax_sft.cli import main
-from jax_sft.data import gguf_vocab, template
+from jax_sft.data import gguf_vocab, prepare, template
 from jax_sft.model import formats
+from jax_sft.model import lora as lora_lib
 from jax_sft.model import params as params_lib
 from jax_sft.model.gemma import Transformer
+from jax_sft.train import loop, weights
 
 gguf = pytest.importorskip("gguf")
 
@@ -199,3 +201,40 @@ def test_tokenizer_that_does_not_match_the_model(tmp_path, tiny_file, capsys):
   _one_line_error(capsys, ["export", tiny_file, "--format", "gguf", "--out", out,
                            "--tokenizer", spm], "1024 pieces")
   assert not os.path.exists(out)
+
+
+# --- a LoRA run, merged, out as GGUF -------------------------------------------------------
+
+SMOKE = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "smoke.yaml")
+TINY_LORA = [
+    "model.preset=tiny_gemma3", "model.vocab_size=1024", "model.loss_chunk=64",
+    "data.max_seq_len=256", "data.max_target_tokens=200", "data.num_workers=0",
+    "train.batch_size=8", "train.max_steps=2", "train.learning_rate=1e-2", "train.eval_every=0",
+    "train.eval_batches=0", "train.generations_at_end=0", "eval.at_end=false",
+    "eval.during_training_every=0", "train.xla_opt_level=0", "checkpoint.every_steps=2",
+    "lora.enabled=true", "lora.rank=4", "mesh.data=1", "mesh.fsdp=-1", "mesh.tensor=1",
+]
+
+
+@pytest.mark.slow
+def test_lora_run_exports_merged_gguf(tmp_path, capsys):
+  cfg = config_lib.load(SMOKE, TINY_LORA + [f"data.output_dir={tmp_path / 'data'}",
+                                            f"run_dir={tmp_path / 'run'}"])
+  prepare.prepare(cfg.data, seed=cfg.seed)
+  loop.train(cfg, progress=False)
+  out = str(tmp_path / "run.gguf")
+  assert main(["export", cfg.run_dir, "--format", "gguf", "--out", out]) == 0
+  run_cfg, base, adapters = weights.load_for_inference(cfg.run_dir)
+  merged = formats.shapes.flatten(lora_lib.merge(base, adapters, run_cfg.model, run_cfg.lora))
+  back = formats.shapes.flatten(formats.load_params(out, run_cfg.model))
+  for p, want in merged.items():
+    atol = np.spacing(np.float32(4)) if p.endswith("/scale") else 0
+    np.testing.assert_allclose(np.asarray(back[p]), np.asarray(want), rtol=0, atol=atol, err_msg=p)
+  q = "layer_0/attn/q_einsum/w"
+  assert not np.array_equal(merged[q], formats.shapes.flatten(base)[q])  # LoRA did move it
+  # The run's tokenizer (the bundled sample model) travels in the file.
+  tokens = gguf.GGUFReader(out).fields["tokenizer.ggml.tokens"]
+  assert len(tokens.data) == 1024
+  spm = str(tmp_path / "t.model")
+  assert main(["export", cfg.run_dir, "--format", "sentencepiece", "--out", spm]) == 0
+  assert os.path.getsize(spm) > 0

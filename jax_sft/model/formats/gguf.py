@@ -62,15 +62,15 @@ def _gguf():
 
 def open_reader(path: str):
   """A `gguf.GGUFReader` over `path` (memory-mapped); GGUFError naming the file if it is
-  not a readable GGUF (wrong magic, truncated, corrupted offsets). The last file's reader
-  is kept, since parsing a 262K-piece vocabulary takes ~15 s and config and weights both
-  need it."""
+  not a readable GGUF (wrong magic, truncated, corrupted offsets). The last two files'
+  readers are kept, since parsing a 262K-piece vocabulary takes ~15 s and config and
+  weights both need it (export reads one file and writes another)."""
   path = os.fspath(path)
   st = os.stat(path)
   return _open_reader(os.path.abspath(path), st.st_size, st.st_mtime_ns, path)
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=2)
 def _open_reader(abspath: str, size: int, mtime_ns: int, path: str):
   del abspath, mtime_ns  # the cache key: a rewritten file is read again
   gguf = _gguf()
