@@ -300,12 +300,18 @@ def copy_run(src: str, dst: str, dry_run: bool) -> None:
     return
   shutil.rmtree(dst, ignore_errors=True)
   keep = {os.path.basename(steps[-1])} if steps else set()
-  shutil.copytree(src, dst, ignore=lambda d, names: [
+  writable_copy(src, dst, ignore=lambda d, names: [
       n for n in names if (d == src and n == "export")
       or (os.path.basename(d) == "checkpoints" and n not in keep)])
-  for root, dirs, files in os.walk(dst):  # inputs are read-only: the copy must not be
-    for n in dirs + files:
-      os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+
+
+def writable_copy(src: str, dst: str, ignore=None) -> None:
+  """A copy of `src` that this session may write to (Kaggle's inputs are read-only)."""
+  shutil.copytree(src, dst, ignore=ignore, copy_function=shutil.copyfile)
+  for root, dirs, files in os.walk(dst):
+    os.chmod(root, 0o755)
+    for n in files:
+      os.chmod(os.path.join(root, n), 0o644)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -365,7 +371,15 @@ def main(argv=None) -> int:
 
   model_dir = args.model_dir or find_model(args.input, args.model)
   tokenizer = args.tokenizer or find_tokenizer(args.input, model_dir)
-  data_dir = args.data_dir or find_prepared_data(args.input) or os.path.join(args.working, "data")
+  data_dir = args.data_dir or os.path.join(args.working, "data")
+  earlier = None if args.data_dir else find_prepared_data(args.input)
+  if earlier and not os.path.exists(data_dir):
+    # An earlier session's prepared data: `jax-sft prepare` reuses it when the mix is the
+    # same (same content hash) and rebuilds it in place otherwise, so it is copied from
+    # the read-only input rather than used there.
+    print(f"+ copy {shlex.quote(earlier)} -> {shlex.quote(data_dir)}", flush=True)
+    if not args.dry_run:
+      writable_copy(earlier, data_dir)
   log(f"config: {config}")
   log(f"base weights: {model_dir or 'NOT FOUND (add the Gemma model to the notebook)'}")
   log(f"tokenizer: {tokenizer or 'NOT FOUND'}; data: {data_dir}")
@@ -394,15 +408,14 @@ def main(argv=None) -> int:
         return 2
       init = warm_start_source(runs[0])
     train += ["--init-from", init]
-  if not is_prepared_data(data_dir):
-    run(["jax-sft", "prepare", config] + overrides, args.dry_run)
+  run(["jax-sft", "prepare", config] + overrides, args.dry_run)  # reuses a matching mix
 
   reserve = parse_duration(args.export_reserve)
   budget = clock.left() - reserve
   if args.time_budget:
     budget = min(budget, parse_duration(args.time_budget))
   status = 0
-  if budget <= 60 and not args.dry_run:
+  if budget <= 10 and not args.dry_run:
     log(f"no time left to train ({clock.describe()}, {reserve:.0f}s kept for export)")
     status = 3
   else:

@@ -63,6 +63,13 @@ def describe(p) -> str:
           f" {p.epochs_in_budget:.2f} epochs in {p.budget_hours:.2f} h")
     else:
       lines.append("  epoch: unknown (no data.sources counts and no prepared manifest)")
+  if p.checkpoint_bytes:
+    gb = p.checkpoint_bytes / 1e9
+    room = plan_lib.KAGGLE_OUTPUT_BYTES / 1e9
+    lines.append(f"checkpoint (weights + optimizer state): {gb:.2f} GB; Kaggle saves {room:.0f} GB"
+                 + (" -> fits, resumable across sessions" if gb <= room * 0.975 else
+                    " -> does NOT fit: sessions continue from the export (fresh optimizer);"
+                    " model.param_dtype=bfloat16 (the compact state) or LoRA keeps it"))
   lines.append(p.verdict)
   return "\n".join(lines)
 

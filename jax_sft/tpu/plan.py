@@ -16,6 +16,7 @@ import re
 import time
 from typing import Any, Optional
 
+import jax
 from jax.sharding import Mesh
 
 from jax_sft import config as config_lib
@@ -26,6 +27,7 @@ from jax_sft.train import mesh as mesh_lib
 from jax_sft.train.stopping import parse_duration
 
 GiB = 2**30
+KAGGLE_OUTPUT_BYTES = 20 * 10**9  # what a Kaggle session saves
 DEFAULT_BUDGET = "8h30m"  # a Kaggle session less install and export
 _OOM = re.compile(r"RESOURCE_EXHAUSTED|[Rr]an out of memory|exceeds? .*memory", re.S)
 
@@ -59,6 +61,7 @@ class Plan:
   epochs_in_budget: float = 0.0
   compile_s: float = 0.0
   error: str = ""  # the compiler's message when it refused (out of HBM)
+  checkpoint_bytes: int = 0  # one checkpoint step: the whole train state (weights, optimizer)
 
   @property
   def verdict(self) -> str:
@@ -103,6 +106,8 @@ def plan(cfg: config_lib.Config, topology: topologies.Topology, *,
                 mode="lora" if cfg.lora.enabled else "full", fits=False, hbm_bytes=hbm)
   t0 = time.time()
   trainer = builder.build(cfg, mesh, total_steps=1000)  # only the schedule's constants use it
+  result.checkpoint_bytes = int(sum(x.size * x.dtype.itemsize
+                                    for x in jax.tree.leaves(trainer.abstract_state)))
   try:
     compiled = trainer.compile()
   except Exception as e:  # pylint: disable=broad-except

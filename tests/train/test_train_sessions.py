@@ -127,3 +127,21 @@ def test_resume_with_another_model_names_the_key(make_cfg):
   other = make_cfg("mismatch", "train.max_steps=2", "model.embed_dim=48")
   with pytest.raises(ckpt_lib.CheckpointError, match=r"model\.embed_dim: checkpoint has 32"):
     loop.train(other, resume=True, progress=False)
+
+
+def test_warm_start_from_an_export_is_weights_only(make_cfg, tmp_path, capsys):
+  from jax_sft.train import export as export_lib
+  src = make_cfg("s1", "train.max_steps=3")
+  loop.train(src, progress=False)
+  export = export_lib.export(src.run_dir, "flax", str(tmp_path / "export"))
+  with pytest.raises(ckpt_lib.CheckpointError, match="holds no optimizer state"):
+    loop.train(make_cfg("s2_bad", "train.max_steps=1"), init_from=export, init_optimizer=True,
+               progress=False)
+  cfg = make_cfg("s2", "train.max_steps=2", "train.learning_rate=0.0", "train.weight_decay=0.0")
+  capsys.readouterr()
+  loop.train(cfg, init_from=export, progress=False)
+  assert "weights only" in capsys.readouterr().out
+  _, exported, _ = weights.load_for_inference(src.run_dir)
+  _, params, _ = weights.load_for_inference(cfg.run_dir)
+  for a, b in zip(_leaves(exported), _leaves(params)):  # lr 0: the export's weights, exactly
+    np.testing.assert_array_equal(a, b)
