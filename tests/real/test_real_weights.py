@@ -15,11 +15,12 @@ from jax_sft.model.gemma import Transformer
 pytestmark = pytest.mark.slow
 
 T = 544  # > the 512-token window: the last 32 positions see the local layers' cut-off
-# Tolerance, relative to max |logit| (~25 here): both sides are float32 through 18 layers
-# with different summation orders (keras einsum vs ours), which leaves ~1e-6 relative per op
-# and a measured max difference of ~2e-5 of the largest logit; 1e-4 leaves room for other
-# CPUs' rounding, and every deliberate change below moves logits by 2e-3 or more relative.
-REL = 1e-4
+# Tolerance, relative to max |logit| (31.6 here): both sides are float32 through 18 layers
+# with different summation orders (keras' einsums and softmax vs ours). Measured: max |diff|
+# 1.9e-3 (5.9e-5 relative; mean 1.4e-5; 1.5e-4 beyond position 512), argmax equal at every
+# position. 3e-4 leaves 5x for another CPU's rounding; each deliberate change below moves the
+# logits by 0.13 to 1.8 relative (4.2 to 57), so they must pass 100x the tolerance.
+REL = 3e-4
 
 
 @pytest.fixture(scope="module")
@@ -96,4 +97,4 @@ def test_each_convention_breaks_the_equality(name, real_cfg, real_params, tokens
   params = change_params(real_params) if change_params else real_params
   got = _ours(change_cfg(real_cfg), params, tokens)
   diff = np.abs(got - keras_logits).max()
-  assert diff > 20 * REL * np.abs(keras_logits).max(), f"{name}: max |diff| only {diff:.3g}"
+  assert diff > 100 * REL * np.abs(keras_logits).max(), f"{name}: max |diff| only {diff:.3g}"
