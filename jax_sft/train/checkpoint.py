@@ -13,6 +13,7 @@ moved aside as `<step>.unreadable-<time>`, and the previous good step is used in
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any, Callable, Optional
@@ -192,9 +193,22 @@ class Checkpointer:
         opt=ocp.args.StandardRestore(target)))["opt"]
 
   def restore_data_iter(self, step: int, data_iter) -> None:
-    """Sets `data_iter` to where it was at `step`."""
-    self.manager.restore(step, args=ocp.args.Composite(
-        data_iter=grain.checkpoint.CheckpointRestore(data_iter)))
+    """Sets `data_iter` to where it was at `step`, on any number of processes.
+
+    Every process reads the whole global stream and keeps its own rows (data_feed.py), so
+    the saved states of all processes are the same position: a run saved by N processes
+    resumes on M from any one of them (Grain's own handler only finds its N-process file).
+    """
+    folder = self.path / str(step) / "data_iter"
+    mine = folder / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    if mine.exists():
+      self.manager.restore(step, args=ocp.args.Composite(
+          data_iter=grain.checkpoint.CheckpointRestore(data_iter)))
+      return
+    saved = sorted(folder.glob("process_*-of-*.json")) if folder.exists() else []
+    if not saved:
+      raise ValueError(f"{folder}: no saved data iterator state")
+    data_iter.set_state(json.loads(saved[0].read_text()))
 
   def saved_params_metadata(self, step: int) -> PyTree:
     """The saved params as a nested dict of ShapeDtypeStructs."""
@@ -217,16 +231,21 @@ class Checkpointer:
     if step is not None and step not in self.all_steps():
       raise CheckpointError(f"--resume-step {step}: no such checkpoint in {self.directory}"
                             f" (steps: {self.all_steps()})")
+    unreadable = []
     for s in candidates:
       try:
-        return s, restore(s)
+        result = restore(s)
       except CheckpointError:
         raise
       except Exception as e:  # pylint: disable=broad-except  (any unreadable file)
         why = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
         log(f"step {s} in {self.directory} cannot be read back ({type(e).__name__}: {why});"
             + (" trying the previous step" if s != candidates[-1] else ""))
-        self._quarantine(s)
+        unreadable.append(s)
+        continue
+      for bad in unreadable:  # only once an older step did read: the run writes them again
+        self._quarantine(bad)
+      return s, result
     raise CheckpointError(f"no readable checkpoint in {self.directory}"
                           f" (tried {candidates}); start fresh or pick another run")
 
