@@ -7,6 +7,13 @@ OpenO1 median 4.1K; General_Inquiry median 3K; CoT-Collection rationale median 2
 (no spread published for these three: sigma 0.5, 0.5, 0.6 assumed). Tokenized with the bundled
 sample tokenizer. Packing is measured at seq 1024 and 2048, with and without the model-turn cap.
 Usage: python bench/bench_data.py [--n 10000] [--pack_n 4000] [--workers 2]
+
+`--langid N` instead compares the language identifiers (py3langid, lingua-language-detector
+in its high and low accuracy modes) on N questions and N answers per language with the rows'
+lengths (questions: log-normal, median 200 characters; answers: the core mix's shares of
+Raiden/OpenO1/General_Inquiry answers and CoT-Collection targets), English built from the
+sample topics' sentences and six Latin-script languages from hand-written sentences below;
+the candidates run alternately, `--repeats` times, and the timings are medians.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ import dataclasses
 import json
 import os
 import re
+import resource
+import statistics
 import sys
 import tempfile
 import time
 
 import numpy as np
+from py3langid import langid
 
 from jax_sft.data import loader, prepare
 from jax_sft.config import DataConfig, SourceConfig
@@ -91,6 +101,146 @@ def write_synthetic(root: str, n: int, seed: int = 0) -> dict[str, SourceConfig]
   return srcs
 
 
+FOREIGN = {
+    "es": "¿Por qué las hojas cambian de color en otoño? | Los árboles dejan de producir clorofila cuando los días se acortan. | "
+          "Explica cómo funciona una bicicleta y por qué no se cae cuando está en movimiento. | "
+          "La imprenta hizo que los libros fueran más baratos y que las ideas se difundieran más rápido. | "
+          "Primero hay que entender qué pide la pregunta y luego revisar cada opción con calma. | "
+          "El sueño profundo ayuda al cerebro a guardar los recuerdos del día. | "
+          "¿Cuál es la mejor manera de pedir perdón a un amigo? | "
+          "Una buena disculpa nombra el error, asume la responsabilidad y ofrece una reparación. | "
+          "Escribe un poema corto sobre el mar en invierno. | Los volcanes se forman donde el magma sube a la superficie. | "
+          "Vamos a pensar paso a paso antes de dar la respuesta final. | La respuesta correcta es la segunda opción.",
+    "fr": "Pourquoi les feuilles changent-elles de couleur en automne ? | Les arbres cessent de produire de la chlorophylle quand les jours raccourcissent. | "
+          "Explique comment un vélo reste debout lorsqu'il avance. | "
+          "L'imprimerie a rendu les livres moins chers et a permis aux idées de circuler plus vite. | "
+          "Il faut d'abord comprendre ce que demande la question, puis examiner chaque option. | "
+          "Le sommeil profond aide le cerveau à consolider les souvenirs de la journée. | "
+          "Quelle est la meilleure façon de présenter des excuses à un ami ? | "
+          "De bonnes excuses nomment l'erreur, en assument la responsabilité et proposent une réparation. | "
+          "Écris un court poème sur la mer en hiver. | Les volcans se forment là où le magma remonte vers la surface. | "
+          "Réfléchissons étape par étape avant de donner la réponse finale. | La bonne réponse est la deuxième option.",
+    "de": "Warum verfärben sich die Blätter im Herbst? | Die Bäume hören auf, Chlorophyll zu bilden, wenn die Tage kürzer werden. | "
+          "Erkläre, warum ein Fahrrad nicht umfällt, solange es fährt. | "
+          "Der Buchdruck machte Bücher billiger und half, neue Ideen schneller zu verbreiten. | "
+          "Zuerst muss man verstehen, was die Frage verlangt, und dann jede Möglichkeit prüfen. | "
+          "Im Tiefschlaf speichert das Gehirn die Erinnerungen des Tages. | "
+          "Wie entschuldigt man sich am besten bei einem Freund? | "
+          "Eine gute Entschuldigung benennt den Fehler, übernimmt Verantwortung und bietet Wiedergutmachung an. | "
+          "Schreibe ein kurzes Gedicht über das Meer im Winter. | Vulkane entstehen dort, wo Magma an die Oberfläche steigt. | "
+          "Lass uns Schritt für Schritt nachdenken, bevor wir antworten. | Die richtige Antwort ist die zweite Möglichkeit.",
+    "pt": "Por que as folhas mudam de cor no outono? | As árvores deixam de produzir clorofila quando os dias ficam mais curtos. | "
+          "Explique como uma bicicleta se mantém em pé enquanto anda. | "
+          "A imprensa tornou os livros mais baratos e ajudou as ideias a circular mais depressa. | "
+          "Primeiro é preciso entender o que a pergunta pede e depois analisar cada opção. | "
+          "O sono profundo ajuda o cérebro a guardar as lembranças do dia. | "
+          "Qual é a melhor forma de pedir desculpas a um amigo? | "
+          "Um bom pedido de desculpas reconhece o erro, assume a responsabilidade e oferece uma reparação. | "
+          "Escreva um poema curto sobre o mar no inverno. | Os vulcões se formam onde o magma sobe até a superfície. | "
+          "Vamos pensar passo a passo antes de dar a resposta final. | A resposta correta é a segunda opção.",
+    "it": "Perché le foglie cambiano colore in autunno? | Gli alberi smettono di produrre clorofilla quando le giornate si accorciano. | "
+          "Spiega come fa una bicicletta a stare in piedi mentre si muove. | "
+          "La stampa rese i libri più economici e aiutò le idee a diffondersi più in fretta. | "
+          "Prima bisogna capire che cosa chiede la domanda e poi esaminare ogni opzione. | "
+          "Il sonno profondo aiuta il cervello a conservare i ricordi della giornata. | "
+          "Qual è il modo migliore per chiedere scusa a un amico? | "
+          "Delle buone scuse nominano l'errore, se ne assumono la responsabilità e offrono un rimedio. | "
+          "Scrivi una breve poesia sul mare d'inverno. | I vulcani si formano dove il magma risale verso la superficie. | "
+          "Pensiamo passo dopo passo prima di dare la risposta finale. | La risposta giusta è la seconda opzione.",
+    "nl": "Waarom verkleuren de bladeren in de herfst? | Bomen stoppen met het maken van bladgroen als de dagen korter worden. | "
+          "Leg uit waarom een fiets niet omvalt zolang hij rijdt. | "
+          "De boekdrukkunst maakte boeken goedkoper en liet ideeën sneller rondgaan. | "
+          "Eerst moet je begrijpen wat de vraag vraagt en daarna elke mogelijkheid bekijken. | "
+          "Diepe slaap helpt de hersenen om de herinneringen van de dag op te slaan. | "
+          "Wat is de beste manier om je excuses aan te bieden aan een vriend? | "
+          "Goede excuses noemen de fout, nemen verantwoordelijkheid en bieden herstel aan. | "
+          "Schrijf een kort gedicht over de zee in de winter. | Vulkanen ontstaan waar magma naar de oppervlakte stijgt. | "
+          "Laten we stap voor stap nadenken voordat we antwoorden. | Het juiste antwoord is de tweede mogelijkheid.",
+}
+
+
+def _langid_texts(n: int, seed: int = 0) -> dict[tuple[str, str], list[str]]:
+  """{(language, "question" | "answer" | "sentence"): texts}: n questions and n answers with
+  the rows' length distribution, and every single sentence as written (the short case)."""
+  rng = np.random.default_rng(seed)
+  pools = {lang: [x.strip() for x in text.split("|")] for lang, text in FOREIGN.items()}
+  pools["en"] = [t for q, facts, a in samples.TOPICS for t in [q, a] + facts]
+  shares = np.array([MIX[k][0] for k in MIX])
+  out = {}
+  for lang, pool in pools.items():
+    for field in ("question", "answer"):
+      texts = []
+      for _ in range(n):
+        if field == "question":
+          length = int(rng.lognormal(np.log(200), 0.6))
+        else:
+          kind = list(MIX)[rng.choice(len(MIX), p=shares / shares.sum())]
+          median = 6 if kind == "cot_collection" else 0.15 * MIX[kind][1]
+          length = int(rng.lognormal(np.log(median), 0.5))
+        words = []
+        while len(" ".join(words)) < length:
+          words += pool[rng.integers(len(pool))].split()
+        text = " ".join(words)[:max(length, 1)]
+        texts.append(text.rsplit(" ", 1)[0] if " " in text[:-1] else text)
+      out[(lang, field)] = texts
+    out[(lang, "sentence")] = pool
+  return out
+
+
+def _langid_candidates():
+  """name -> (setup seconds, fn(text) -> (top language, its probability, P(English)))."""
+  import lingua  # pylint: disable=g-import-not-at-top  (compared here only; not a dependency)
+
+  out = {}
+  t0 = time.perf_counter()
+  ident = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True)
+  ident.classify("warm up")
+
+  def py3(text):
+    lang, p = ident.classify(text)
+    return lang, p, p if lang == "en" else None  # P(en) < 1 - p: not needed for the rules
+  out["py3langid"] = (time.perf_counter() - t0, py3)
+  for name, low in (("lingua_high", False), ("lingua_low", True)):
+    t0 = time.perf_counter()
+    b = lingua.LanguageDetectorBuilder.from_all_languages().with_preloaded_language_models()
+    det = (b.with_low_accuracy_mode() if low else b).build()
+
+    def lin(text, det=det):
+      values = det.compute_language_confidence_values(text)
+      top = values[0]
+      en = next(v.value for v in values if v.language == lingua.Language.ENGLISH)
+      return top.language.iso_code_639_1.name.lower(), top.value, en
+    lin("warm up")
+    out[name] = (time.perf_counter() - t0, lin)
+  return out
+
+
+def langid_compare(n: int, repeats: int, max_chars: int, min_letters: int) -> dict:
+  """Kept/dropped rates of each identifier and rule, and microseconds per text."""
+  texts = {k: [t[:max_chars] for t in v] for k, v in _langid_texts(n).items()}
+  judged = {k: [t for t in v if sum(c.isalpha() for c in t) >= min_letters] for k, v in texts.items()}
+  cands = _langid_candidates()
+  times = {name: [] for name in cands}
+  results = {}
+  for _ in range(repeats):
+    for name, (_, fn) in cands.items():  # alternately, in one sitting
+      t0 = time.perf_counter()
+      results[name] = {k: [fn(t) for t in v] for k, v in judged.items()}
+      times[name].append((time.perf_counter() - t0) / sum(len(v) for v in judged.values()))
+  out = {"texts_per_language_and_field": n, "max_chars": max_chars, "min_letters": min_letters, "judged": {f"{l}/{f}": len(v) for (l, f), v in judged.items()}}
+  for name, res in results.items():
+    row = {"setup_s": round(cands[name][0], 1), "us_per_text": round(1e6 * statistics.median(times[name]), 1)}
+    for t in (0.0, 0.5, 0.7, 0.9):
+      for field in ("question", "answer", "sentence"):
+        en = res[("en", field)]
+        foreign = [r for (lang, f), v in res.items() if f == field and lang != "en" for r in v]
+        keep = lambda r, t=t: r[0] == "en" and r[1] >= t  # rule: English, with probability >= t
+        row[f"en_{field}_kept@{t}"] = round(sum(map(keep, en)) / max(1, len(en)), 4)
+        row[f"foreign_{field}_dropped@{t}"] = round(1 - sum(map(keep, foreign)) / max(1, len(foreign)), 4)
+    out[name] = row
+  return out
+
+
 def loader_stats(cfg: DataConfig, seq_len: int, batch: int = 8, max_batches: int = 400, epochs=1):
   """(real tokens/s, packing efficiency) over up to max_batches batches."""
   it = loader.make_iterator(cfg, "train", batch, seq_len, epochs=epochs)
@@ -133,14 +283,26 @@ def main() -> None:
   p.add_argument("--workers", type=int, default=2)
   p.add_argument("--max_target_tokens", type=int, default=768)
   p.add_argument("--bins", type=int, default=DataConfig().packing_bins)
+  p.add_argument("--langid", type=int, default=0, help="compare language identifiers on N texts each")
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--min_letters", type=int, default=DataConfig().filters.language_min_letters)
+  p.add_argument("--max_chars", type=int, default=DataConfig().filters.language_max_chars)
   args = p.parse_args()
+  if args.langid:
+    print(json.dumps(langid_compare(args.langid, args.repeats, args.max_chars, args.min_letters)))
+    return
   out = {}
   with tempfile.TemporaryDirectory() as tmp:
     srcs = write_synthetic(os.path.join(tmp, "raw"), args.n)
     base = _config(srcs, os.path.join(tmp, "out"), 2048, args.max_target_tokens, args)
     t0 = time.perf_counter()
+    r0 = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     m = prepare.prepare(base, force=True)
     dt = time.perf_counter() - t0
+    # CPU seconds of the reading process and of the workers: less sensitive to a shared
+    # machine's load than the wall time (the reading process is the serial part).
+    cpu = [(b.ru_utime + b.ru_stime) - (a.ru_utime + a.ru_stime) for a, b in
+           zip(r0, [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)])]
     read = sum(s["read"] for s in m["sources"].values())
     tps, _ = loader_stats(base, 2048)
     out.update({
@@ -148,6 +310,8 @@ def main() -> None:
         "prepare_examples_per_s": round(read / dt, 1),
         "prepare_tokens_per_s": round(m["splits"]["train"]["tokens"] / dt),
         "prepare_100k_est_s": round(dt * 100000 / read, 1),
+        "prepare_cpu_main_s": round(cpu[0], 1), "prepare_cpu_workers_s": round(cpu[1], 1),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
         "truncated": sum(s["truncated"] for s in m["sources"].values()),
         "loader_tokens_per_s": round(tps)})
     if args.pack_n:

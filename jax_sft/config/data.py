@@ -41,7 +41,7 @@ class FilterConfig:
   min_english_prob: float = 0.5
   language_fields: list[TextField] = dataclasses.field(
       default_factory=lambda: [TextField.question, TextField.answer])
-  language_max_chars: int = 500
+  language_max_chars: int = 250
   language_min_letters: int = 40
   # Script check on every field, trace included (R1 traces drift into Chinese while the
   # question and answer stay English): share of letters in Latin script (`non_latin_trace`).

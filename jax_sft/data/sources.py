@@ -109,10 +109,7 @@ def iter_rows(src: SourceConfig, name: str, files_read: dict[str, int] | None = 
       rows = _cot_object_rows(path)
     else:
       rows = _jsonl_rows(path, src.kind)
-    yield from _counted(rows, path, files_read)
-    if not files_read[path]:
-      log.warning("source %r: read 0 rows from %s%s", name, path,
-                  " (an empty file)" if os.path.getsize(path) == 0 else "")
+    yield from _counted(rows, path, files_read)  # a file with 0 rows is named by prepare's summary
 
 
 def _counted(rows: Iterator[RawRow], label: str, files_read: dict[str, int]) -> Iterator[RawRow]:
