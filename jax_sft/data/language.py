@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from py3langid import langid
 
 _IDENTIFIER: list[langid.LanguageIdentifier] = []
@@ -23,7 +24,12 @@ _LETTER = re.compile(r"[^\W\d_]")
 
 def _identifier() -> langid.LanguageIdentifier:
   if not _IDENTIFIER:
-    _IDENTIFIER.append(langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True))
+    ident = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True)
+    # The model stores its feature table in float16, and every call gathers rows of it and
+    # converts them for a float32 matmul; converting the table once (57 MB) gives the same
+    # scores bit for bit at ~60% less time per call in that step.
+    ident.nb_ptc = ident.nb_ptc.astype(np.float32)
+    _IDENTIFIER.append(ident)
   return _IDENTIFIER[0]
 
 
