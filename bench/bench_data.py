@@ -33,7 +33,7 @@ import time
 import numpy as np
 from py3langid import langid
 
-from jax_sft.data import loader, prepare
+from jax_sft.data import language, loader, prepare
 from jax_sft.config import DataConfig, SourceConfig
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tools import sample_texts as samples  # noqa: E402  (the repo's dev tools)
@@ -217,7 +217,7 @@ def _langid_candidates():
 
 def langid_compare(n: int, repeats: int, max_chars: int, min_letters: int) -> dict:
   """Kept/dropped rates of each identifier and rule, and microseconds per text."""
-  texts = {k: [t[:max_chars] for t in v] for k, v in _langid_texts(n).items()}
+  texts = {k: [language.judged_text(t, max_chars) for t in v] for k, v in _langid_texts(n).items()}
   judged = {k: [t for t in v if sum(c.isalpha() for c in t) >= min_letters] for k, v in texts.items()}
   cands = _langid_candidates()
   times = {name: [] for name in cands}

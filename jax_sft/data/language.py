@@ -20,6 +20,7 @@ from py3langid import langid
 
 _IDENTIFIER: list[langid.LanguageIdentifier] = []
 _LETTER = re.compile(r"[^\W\d_]")
+_NOT_WORDS = re.compile(r"[^\w\s']+|[\d_]+")  # digits, punctuation, markup: not language
 
 
 def _identifier() -> langid.LanguageIdentifier:
@@ -43,11 +44,21 @@ def letters(text: str) -> int:
   return len(_LETTER.findall(text))
 
 
+def judged_text(text: str, max_chars: int) -> str:
+  """The words of `text`, up to `max_chars` characters: what the identifier reads. Digits,
+  punctuation and markup are left out, so a markdown table of figures is judged by its
+  words, not by its pipes and numbers.
+
+      judged_text("| 1980 | 12,400 |\n## What the numbers show", 100) == "What the numbers show"
+  """
+  return " ".join(_NOT_WORDS.sub(" ", text[:4 * max_chars]).split())[:max_chars]
+
+
 def is_english(text: str, min_prob: float, max_chars: int, min_letters: int) -> bool:
-  """True when the first `max_chars` characters of `text` are English with probability
-  >= min_prob (>= 0.5, so English must also be the top language: one `classify`, not a
-  ranking of all 97), or hold fewer than `min_letters` letters (too short to judge)."""
-  text = text[:max_chars]
+  """True when the words of `text` (`judged_text`) are English with probability >= min_prob
+  (>= 0.5, so English must also be the top language: one `classify`, not a ranking of all
+  97), or hold fewer than `min_letters` letters (too short to judge)."""
+  text = judged_text(text, max_chars)
   if letters(text) < min_letters:
     return True
   lang, prob = _identifier().classify(text)

@@ -32,6 +32,11 @@ def cot(rationale, target, source=Q):
                             "task": "qa", "type": "CoT"}
 
 
+TABLE = ("## What the numbers show\n\n| Period | Population | Mine employees | Businesses |\n|---|---|---|---|\n"
+         "| 1980–1995 (15 yrs) | −1,500 (−12%) | −1,050 (−34%) | −28 (−19%) |\n"
+         "| 1995–2005 (10 yrs) | −2,700 (−25%) | −1,150 (−56%) | −47 (−40%) |\n"
+         "| 2005–2020 (15 yrs) | −1,900 (−23%) | −750 (−83%) | −13 (−18%) |\n\n"
+         "The town shrank as the mine let people go, and the shops followed the workers out.")
 # class -> (row, expected): expected is a drop reason, or (trace, answer, repairs) when kept.
 CLASSES = {
     "one think block": (think("raiden", f"<think>\n{R1}\n</think>\n\n{A}"), (R1, A, [])),
@@ -131,6 +136,9 @@ CLASSES = {
     "English question and answer, the trace in Chinese": (
         think("raiden", "<think>\n问题是关于动机的。写作可以帮助人们整理自己的感受和记忆。\n</think>\n\n" + A),
         "non_latin_trace"),
+    "an English answer that opens with a table of figures: judged by its words": (
+        think("raiden", f"<think>\n{R1}\n</think>\n\n" + TABLE),
+        (R1, TABLE, [])),
     "a short English question (too short to judge) with an English answer": (
         think("glaive", f"<think>{R1}</think>{A}", prompt="Why keep a diary?"), (R1, A, [])),
 }
