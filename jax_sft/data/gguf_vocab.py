@@ -202,13 +202,6 @@ def spm_path(gguf_path: str, out: Optional[str] = None) -> str:
   return target
 
 
-def vocab_of(tokenizer_path: str) -> Vocab:
-  """The vocabulary behind a tokenizer path: a `.gguf`'s metadata or a SentencePiece model."""
-  if tokenizer_path.endswith(".gguf"):
-    return Vocab.from_gguf(tokenizer_path)
-  return Vocab.from_sentencepiece(tokenizer_path)
-
-
 def check_fits(tokenizer_size: int, model_vocab: int, tokenizer_path: str) -> None:
   """Raises VocabError naming the tokenizer unless its ids fit the model's embedding rows
   exactly (or the Flax padding of 256000 to 256128)."""
