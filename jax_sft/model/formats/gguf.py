@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -284,12 +284,3 @@ def _encode(gguf, array: np.ndarray, kind) -> np.ndarray:
     return array.astype(np.float16).view(np.uint8)
   return gguf.quants.quantize(array, kind)
 
-
-def describe(path: str) -> Optional[str]:
-  """One line about a GGUF file (architecture, tensor types), for logs; None if unreadable."""
-  try:
-    reader = open_reader(path)
-  except GGUFError:
-    return None
-  kinds = sorted({t.tensor_type.name for t in reader.tensors})
-  return f"{metadata(reader).get('general.architecture')} ({len(reader.tensors)} tensors: {', '.join(kinds)})"
