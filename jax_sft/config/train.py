@@ -66,4 +66,7 @@ class CheckpointConfig:
   keep: int = 3
   async_save: bool = True
   save_at_end: bool = True
+  # Orbax's OCDBT layout (a few large files per step, the default); false writes one Zarr
+  # array per parameter, for storage that cannot check a write's precondition.
+  ocdbt: bool = True
   compilation_cache_dir: Optional[str] = None

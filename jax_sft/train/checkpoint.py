@@ -31,6 +31,9 @@ from jax_sft.config import CheckpointConfig
 from jax_sft.train import compat
 
 PyTree = Any
+# A bucket is not probed (a test object per session is clutter): GCS from a TPU VM writes at
+# several hundred MB/s per host; this lower figure errs on the side of saving in time.
+REMOTE_WRITE_BPS = 100e6
 
 
 class CheckpointError(ValueError):
@@ -42,10 +45,9 @@ def dir_size_bytes(path: storage.PathLike) -> int:
   root = storage.resolve(path)
   if not root.exists():
     return 0
-  total = 0
-  for dirpath, _, files in root.walk():
-    total += sum((dirpath / f).stat().length for f in files)
-  return total
+  if not root.is_dir():
+    return root.stat().length
+  return sum(dir_size_bytes(child) for child in root.iterdir())
 
 
 def _abstract(tree: PyTree, sharding_tree: Optional[PyTree] = None) -> PyTree:
@@ -78,7 +80,8 @@ class Checkpointer:
         cleanup_tmp_directories=not read_only,
         async_options=(ocp.AsyncOptions(post_finalization_callback=self._committed)
                        if is_async else None))
-    handlers = dict(params=ocp.StandardCheckpointHandler(), opt=ocp.StandardCheckpointHandler(),
+    handlers = dict(params=ocp.StandardCheckpointHandler(use_ocdbt=cfg.ocdbt),
+                    opt=ocp.StandardCheckpointHandler(use_ocdbt=cfg.ocdbt),
                     config=ocp.JsonCheckpointHandler(), meta=ocp.JsonCheckpointHandler(),
                     data_iter=grain.checkpoint.CheckpointHandler())
     self.manager = ocp.CheckpointManager(self.path, options=options, item_handlers=handlers)
@@ -128,7 +131,9 @@ class Checkpointer:
     self.manager.wait_until_finished()
     step, self._pending = self._pending, None
     path = self.path / str(step)
-    if path.exists():
+    if storage.is_remote(path):  # sizing a bucket's folder is many requests: not per save
+      log(f"step {step} at {path} ({self.last_save_s:.1f}s)")
+    elif path.exists():
       log(f"step {step}: {dir_size_bytes(path) / 1e6:.1f} MB at {path}"
           f" ({self.last_save_s:.1f}s)")
 
@@ -144,16 +149,15 @@ class Checkpointer:
     """Bytes per second a file is written into the checkpoint directory, measured now."""
     if self.read_only:
       return float("inf")
+    if storage.is_remote(self.path):
+      return REMOTE_WRITE_BPS
     probe = self.path / f".write-probe-{jax.process_index()}"
     data = os.urandom(probe_bytes)  # incompressible, as weights are
     t0 = time.monotonic()
-    if storage.is_remote(probe):
-      probe.write_bytes(data)
-    else:
-      with open(probe, "wb") as f:  # to the disk, not the page cache
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    with open(probe, "wb") as f:  # to the disk, not the page cache
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
     seconds = time.monotonic() - t0
     probe.unlink()
     return probe_bytes / max(seconds, 1e-6)
