@@ -20,7 +20,7 @@ import numpy as np
 from jax_sft import config as config_lib
 from jax_sft import storage
 from jax_sft.data.prepare import read_records
-from jax_sft.data.template import render_prompt
+from jax_sft.data import encode
 from jax_sft.data.tokenizer import Tokenizer
 from jax_sft.eval import compliance, metrics, report as report_lib
 from jax_sft.model import sampler
@@ -85,7 +85,7 @@ def score_sample(record: dict, output: str, generated_tokens: int, hit_budget: b
 def prompt_ids(tokenizer, question: str, system_prompt: str = "") -> list[int]:
   """BOS + the chat template's user turn (with the data's system prompt, if any) and model
   header, as the trainer saw it."""
-  return [tokenizer.bos_id] + tokenizer.encode(render_prompt(question, system_prompt))
+  return encode.prompt_ids(tokenizer, question, system_prompt)  # the question as data text
 
 
 # --- the model side -----------------------------------------------------------------------

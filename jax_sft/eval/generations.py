@@ -12,7 +12,7 @@ import os
 import jax
 
 from jax_sft import config as config_lib
-from jax_sft.data import prepare, template
+from jax_sft.data import encode, prepare
 from jax_sft.data.tokenizer import Tokenizer
 from jax_sft.eval import evaluate
 from jax_sft.model import sampler
@@ -35,8 +35,7 @@ def print_generations(cfg: config_lib.Config, params, lora) -> list[str]:
   """Greedy completions of the first train.generations_at_end eval questions (printed)."""
   records = _records(cfg, cfg.train.generations_at_end)
   tok = Tokenizer(cfg.data.tokenizer)
-  prompts = [template.render_prompt(r["question"], cfg.data.system_prompt) for r in records]
-  ids = [[tok.bos_id] + tok.encode(p) for p in prompts]
+  ids = [encode.prompt_ids(tok, r["question"], cfg.data.system_prompt) for r in records]
   new = sampler.generate(params, cfg.model, ids, lora=lora,
                          lora_config=cfg.lora if lora is not None else None,
                          max_new_tokens=cfg.train.generation_max_new_tokens,

@@ -77,6 +77,7 @@ def train(cfg: config_lib.Config, *, resume: bool = False, init_from: Optional[s
 def _session(cfg, stop, resume, init_from, init_optimizer, progress, hooks, resume_step) -> Result:
   mesh = _mesh(cfg)
   manifest = data_feed.prepare(cfg)
+  _check_vocab(cfg, manifest)
   total_steps = data_feed.total_steps(cfg, manifest)
   trainer = builder.build(cfg, mesh, total_steps)
   ckpt = ckpt_lib.Checkpointer(cfg.checkpoint.directory or storage.join(cfg.run_dir, "checkpoints"),
@@ -117,6 +118,16 @@ def _mesh(cfg: config_lib.Config):
   log(f"mesh {dict(mesh.shape)} over {jax.device_count()} {jax.devices()[0].platform}"
       f" devices, {jax.process_count()} process(es)")
   return mesh
+
+
+def _check_vocab(cfg: config_lib.Config, manifest: dict) -> None:
+  """The tokenizer's ids must index the model's embedding: a larger tokenizer would train on
+  ids the model has no rows for (XLA clamps them silently)."""
+  vocab = manifest.get("vocab_size")
+  if vocab and vocab > cfg.model.vocab_size:
+    raise config_lib.ConfigError(
+        f"data.tokenizer ({manifest.get('tokenizer')}) has {vocab} pieces but"
+        f" model.vocab_size={cfg.model.vocab_size}: use the model's own tokenizer")
 
 
 def _write_config(cfg: config_lib.Config) -> None:

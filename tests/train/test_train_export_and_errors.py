@@ -63,6 +63,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, make_cfg):
     ("train.bogus=1", "train.bogus"),
     ("train.learning_rate=fast", "train.learning_rate"),
     ("train.time_budget=soon", "train.time_budget"),
+    ("model.vocab_size=512", "model.vocab_size=512"),         # the 1024-piece tokenizer
 ])
 def test_bad_config_is_named_before_compiling(make_cfg, tmp_path, capsys, monkeypatch, override, key):
   import yaml
