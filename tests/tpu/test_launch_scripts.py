@@ -212,3 +212,28 @@ def test_notebook_is_valid_and_runs_the_session_script():
   assert settings["SESSION"] in ("s1", "s2", "s3") and settings["SESSION_HOURS"] == 9
   assert any("kaggle_train.py" in src and "subprocess.run(cmd" in src for src in code)
   assert not any("import jax" in src for src in code)  # the kernel must leave the TPU free
+
+
+def _plan(sizes, limit, prefer, steps=("s1", "s2")):
+  sys.path.insert(0, os.path.dirname(KAGGLE))
+  try:
+    import kaggle_output  # pylint: disable=import-outside-toplevel  (a script dir, not a package)
+  finally:
+    sys.path.pop(0)
+  return kaggle_output.plan_pruning(
+      sizes, sum(sizes.values()), limit, cache="cache", data="data", older_steps=list(steps[:-1]),
+      last_step=steps[-1], export="export" if "export" in sizes else None, prefer=prefer)
+
+
+def test_pruning_drops_what_can_be_rebuilt_first_and_keeps_the_preferred():
+  sizes = {"cache": 2, "data": 3, "s1": 16, "s2": 16, "export": 5}
+  assert _plan(sizes, 100, "checkpoint") == []
+  # Sessions 1-2: the resumable checkpoint stays; the export goes (jax-sft export rebuilds it).
+  assert _plan(sizes, 20, "checkpoint") == ["cache", "data", "s1", "export"]
+  # The last session: the model stays.
+  assert _plan(sizes, 20, "export") == ["cache", "data", "s1", "s2"]
+  # A checkpoint that cannot fit even alone (a float32 full state): keep the export.
+  big = {"cache": 2, "data": 3, "s1": 31, "s2": 31, "export": 5}
+  assert _plan(big, 20, "checkpoint") == ["cache", "data", "s1", "s2"]
+  # Only as much as needed: the cache alone makes room.
+  assert _plan(sizes, 40, "checkpoint") == ["cache"]
