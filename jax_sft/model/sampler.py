@@ -66,13 +66,17 @@ _COMPILED: dict[str, object] = {}
 def _compiled(config_key: str, model: Transformer):
   """One jitted generate per model config (ModelConfig holds lists, so it is not hashable)."""
   if config_key not in _COMPILED:
-    _COMPILED[config_key] = jax.jit(functools.partial(_generate, model=model),
+    _COMPILED[config_key] = jax.jit(functools.partial(decode, model=model),
                                     static_argnames=_STATIC)
   return _COMPILED[config_key]
 
 
-def _generate(variables, tokens_BP, positions_BP, segments_BP, rng, *, model, max_new_tokens,
-              temperature, top_k, top_p, stop_ids, pad_id):
+def decode(variables, tokens_BP, positions_BP, segments_BP, rng, *, model, max_new_tokens,
+           temperature, top_k, top_p, stop_ids, pad_id):
+  """(new tokens [B, max_new_tokens] padded with pad_id, their counts [B] with the stop token).
+
+  Un-jitted: `generate` jits it per config; GRPO jits it with the trainer's shardings.
+  """
   B, P = tokens_BP.shape
   cache = init_cache(model.config, B, P + max_new_tokens)
   logits_BPV, cache = model.apply(variables, tokens_BP, positions_BP, segments_BP, cache=cache)

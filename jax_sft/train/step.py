@@ -112,7 +112,7 @@ def make_train_step(model, model_cfg: ModelConfig, tx: optax.GradientTransformat
   return train_step
 
 
-def _in_mesh(fn, mesh: Mesh):
+def in_mesh(fn, mesh: Mesh):
   """`fn` traced inside the mesh and the model's logical-axis rules, so the model's
   activation constraints (nn.with_logical_constraint) resolve to mesh axes."""
 
@@ -126,7 +126,7 @@ def jit_train_step(step_fn, mesh: Mesh, state_sh: TrainState, frozen_sh: PyTree,
                    xla_opt_level: int = -1):
   """jit with explicit in/out shardings; the state is donated, `frozen` is not."""
   batch_sh = mesh_lib.batch_sharding(mesh)
-  return jax.jit(_in_mesh(step_fn, mesh), in_shardings=(state_sh, frozen_sh, batch_sh),
+  return jax.jit(in_mesh(step_fn, mesh), in_shardings=(state_sh, frozen_sh, batch_sh),
                  out_shardings=(state_sh, replicated(mesh)), donate_argnums=(0,),
                  compiler_options=compiler_options(xla_opt_level))
 
@@ -139,5 +139,5 @@ def make_eval_step(model, model_cfg: ModelConfig, mesh: Mesh, params_sh: PyTree,
     params, adapters = (frozen, trainable) if lora else (trainable, None)
     return loss_terms(model, model_cfg, params, adapters, batch)
 
-  return jax.jit(_in_mesh(eval_step, mesh), in_shardings=(params_sh, frozen_sh, mesh_lib.batch_sharding(mesh)),
+  return jax.jit(in_mesh(eval_step, mesh), in_shardings=(params_sh, frozen_sh, mesh_lib.batch_sharding(mesh)),
                  out_shardings=replicated(mesh), compiler_options=compiler_options(xla_opt_level))
