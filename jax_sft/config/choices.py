@@ -39,6 +39,12 @@ class Order(enum.StrEnum):
   curriculum_difficulty = "curriculum_difficulty"
 
 
+class CurriculumEpochs(enum.StrEnum):
+  """A curriculum's epochs after the first: easy -> hard again, or a seeded shuffle."""
+  restart = "restart"
+  then_shuffle = "then_shuffle"
+
+
 class Remat(enum.StrEnum):
   """Per-layer rematerialization: nothing, the whole layer, or all but the weight matmuls."""
   none = "none"

@@ -88,4 +88,6 @@ class DataConfig:
   preview_rows: int = 20
   # Loader.
   packing_bins: int = 512  # open rows for best-fit packing (more = fuller rows, and faster in Grain)
-  shuffle_loader: bool = True
+  # Global shuffle in the loader; None = follow `order` (shuffle only `order: shuffle`).
+  # True with a curriculum order is a config error: it would undo the curriculum.
+  shuffle_loader: Optional[bool] = None

@@ -168,6 +168,14 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     bad("data.tokenizer", "is empty; leave it out for the bundled sample tokenizer")
   if not 0 <= cfg.data.eval_fraction < 1:
     bad("data.eval_fraction", f"{cfg.data.eval_fraction} is not in [0, 1)")
+  # A curriculum and a global shuffle cannot both hold: name every key that asks for each.
+  shufflers = [k for k, v in (("train.shuffle", cfg.train.shuffle),
+                              ("data.shuffle_loader", cfg.data.shuffle_loader)) if v]
+  if cfg.data.order != "shuffle" and shufflers:
+    asked = " and ".join(f"{k}: true" for k in shufflers)
+    bad(f"data.order and {' and '.join(shufflers)}",
+        f"a curriculum (data.order: {cfg.data.order}) cannot be shuffled globally ({asked});"
+        " leave the shuffle keys out (they follow data.order) or set data.order: shuffle")
 
 
 def to_yaml(cfg: Config) -> str:

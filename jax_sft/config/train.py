@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from jax_sft.config.choices import Schedule
+from jax_sft.config.choices import CurriculumEpochs, Schedule
 
 
 @dataclasses.dataclass
@@ -40,7 +40,12 @@ class TrainConfig:
   # With 16-bit master weights (model.param_dtype: bfloat16): round the weights and Adam
   # moments stochastically after each float32 update (train/precision.py), or to nearest.
   stochastic_rounding: bool = True
-  shuffle: bool = True
+  # The trainer's loader shuffle, over data.shuffle_loader; None = follow data.order (a
+  # curriculum is read in its order; true with a curriculum is a config error).
+  shuffle: Optional[bool] = None
+  # With a curriculum order, the epochs after the first: easy -> hard again (restart) or
+  # a seeded global shuffle (then_shuffle). Ignored with data.order: shuffle.
+  curriculum_epochs: CurriculumEpochs = CurriculumEpochs.restart
   log_every: int = 10
   eval_every: int = 0  # steps; 0 = only at the end
   eval_batches: int = 4

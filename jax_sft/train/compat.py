@@ -3,7 +3,8 @@
 - the model and LoRA shapes (`config_diff`, `tree_diff`): for --resume and --init-from;
 - the data stream (`stream_identity`): for --resume only, since the saved iterator state
   is a position in one particular stream. A resume that would silently continue another
-  stream (another mix, seed, shuffle or packing) is refused, naming each differing key.
+  stream (another mix, seed, shuffle, curriculum epoch policy or packing) is refused,
+  naming each differing key.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Optional
 import jax
 
 from jax_sft import config as config_lib
+from jax_sft.data import loader
 
 PyTree = Any
 # Config keys that change the shapes or meaning of saved weights; others may differ.
@@ -56,12 +58,21 @@ def iterator_epochs(cfg: config_lib.Config) -> Optional[int]:
 
 
 def stream_identity(cfg: config_lib.Config, manifest_hash: Optional[str]) -> dict[str, Any]:
-  """Everything that decides which batch comes next: saved with every checkpoint."""
+  """Everything that decides which batch comes next: saved with every checkpoint.
+
+  The shuffle keys are saved as what they resolve to (None follows data.order), so a
+  checkpoint from when they defaulted to true still matches a default shuffled run;
+  train.curriculum_epochs is None where no curriculum is kept (it changes nothing there).
+  """
+  data = cfg.data
   return {"data.manifest_hash": manifest_hash, "seed": cfg.seed,
-          "train.shuffle": cfg.train.shuffle, "data.shuffle_loader": cfg.data.shuffle_loader,
-          "data.order": str(cfg.data.order), "data.packing_bins": cfg.data.packing_bins,
-          "data.max_seq_len": cfg.data.max_seq_len, "train.batch_size": cfg.train.batch_size,
-          "train.grad_accum": cfg.train.grad_accum, "iterator epochs": iterator_epochs(cfg)}
+          "train.shuffle": loader.shuffles(data, cfg.train.shuffle),
+          "data.shuffle_loader": loader.shuffles(data),
+          "data.order": str(data.order), "data.packing_bins": data.packing_bins,
+          "data.max_seq_len": data.max_seq_len, "train.batch_size": cfg.train.batch_size,
+          "train.grad_accum": cfg.train.grad_accum, "iterator epochs": iterator_epochs(cfg),
+          "train.curriculum_epochs": loader.curriculum_epochs(
+              data, cfg.train.shuffle, cfg.train.curriculum_epochs)}
 
 
 def stream_diff(saved_meta: dict, saved_config: dict, now: dict[str, Any]) -> list[str]:

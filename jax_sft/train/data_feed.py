@@ -29,13 +29,20 @@ def prepare(cfg: config_lib.Config) -> dict:
   return prepare_lib.prepare(cfg.data, seed=cfg.seed)
 
 
+def _epoch_policy(cfg: config_lib.Config) -> str | None:
+  """The curriculum epoch policy in effect (None: no curriculum to keep)."""
+  return loader.curriculum_epochs(cfg.data, cfg.train.shuffle, cfg.train.curriculum_epochs)
+
+
 def _batches_available(cfg: config_lib.Config, manifest: dict) -> int:
   """Batches the train iterator yields over ceil(epochs) epochs (packing decides, so it
   is counted with the very same iterator settings), cached beside the prepared data."""
   epochs = max(1, math.ceil(cfg.train.epochs))
   key = "-".join(str(x) for x in (manifest.get("content_hash", manifest.get("hash", "")),
                                    cfg.data.max_seq_len, cfg.train.batch_size, cfg.seed,
-                                   cfg.train.shuffle, epochs))
+                                   loader.shuffles(cfg.data, cfg.train.shuffle), epochs))
+  if _epoch_policy(cfg) == "then_shuffle":  # the only stream older keys did not know
+    key += "-then_shuffle"
   cache = os.path.join(cfg.data.output_dir, "batch_counts.json")
   known = {}
   if os.path.exists(cache):
@@ -44,7 +51,8 @@ def _batches_available(cfg: config_lib.Config, manifest: dict) -> int:
   if key in known:
     return known[key]
   it = loader.make_iterator(cfg.data, "train", cfg.train.batch_size, cfg.data.max_seq_len,
-                            epochs=epochs, seed=cfg.seed, shuffle=cfg.train.shuffle)
+                            epochs=epochs, seed=cfg.seed, shuffle=cfg.train.shuffle,
+                            epoch_policy=cfg.train.curriculum_epochs)
   count = sum(1 for _ in it)
   known[key] = count
   try:
@@ -68,7 +76,8 @@ def train_iterator(cfg: config_lib.Config, steps: int) -> Iterator[dict]:
   """The global training stream (Grain iterator, checkpointable), enough epochs for `steps`."""
   epochs = max(1, math.ceil(cfg.train.epochs)) if cfg.train.max_steps <= 0 else None
   return loader.make_iterator(cfg.data, "train", cfg.train.batch_size, cfg.data.max_seq_len,
-                              epochs=epochs, seed=cfg.seed, shuffle=cfg.train.shuffle)
+                              epochs=epochs, seed=cfg.seed, shuffle=cfg.train.shuffle,
+                              epoch_policy=cfg.train.curriculum_epochs)
 
 
 def _pad_rows(batch: dict, rows: int) -> dict:
