@@ -141,23 +141,32 @@ def _state_bytes(state) -> int:
 
 
 class _Window:
-  """Train metrics averaged over the steps since the last log line."""
+  """Train metrics averaged over the steps since the last log line.
+
+  mean_turn_tokens is the difficulty of those steps' examples: their mean model-turn
+  length in tokens (loss tokens per example, the curriculum_length key), so a curriculum
+  shows as a rising curve.
+  """
 
   def __init__(self):
     self.tokens, self.real, self.seconds, self.losses = 0, 0, 0.0, []
+    self.examples, self.turn_tokens = 0, 0.0
 
   def add(self, batch: dict, seconds: float, loss: float) -> None:
     self.tokens += batch["inputs"].size
     self.real += int(np.count_nonzero(batch["segment_ids"]))
     self.seconds += seconds
     self.losses.append(loss)
+    # The packer numbers a row's examples 1..k, so a row's largest id is its count.
+    self.examples += int(batch["segment_ids"].max(axis=1).sum())
+    self.turn_tokens += float(batch["loss_mask"].sum())
 
   def row(self, m: dict, elapsed: float) -> dict:
     secs = max(self.seconds, 1e-9)
     return {"loss": float(np.mean(self.losses)), "lr": float(m["lr"]),
             "grad_norm": float(m["grad_norm"]), "tokens_per_s": self.tokens / secs,
             "real_tokens_per_s": self.real / secs, "loss_tokens": float(m["loss_tokens"]),
-            "seconds": elapsed}
+            "mean_turn_tokens": self.turn_tokens / max(self.examples, 1), "seconds": elapsed}
 
 
 @dataclasses.dataclass
