@@ -86,3 +86,9 @@ class Schedule(enum.StrEnum):
   cosine = "cosine"
   linear = "linear"
   constant = "constant"
+
+
+class Objective(enum.StrEnum):
+  """What a training run optimizes: next-token SFT, or the GRPO polish (`jax-sft grpo`)."""
+  sft = "sft"
+  grpo = "grpo"

@@ -29,6 +29,7 @@ from omegaconf import errors as oc_errors
 from jax_sft.config import model as model_config
 from jax_sft.config.data import DataConfig
 from jax_sft.config.eval import EvalConfig
+from jax_sft.config.grpo import GrpoConfig
 from jax_sft.config.model import LoraConfig, ModelConfig
 from jax_sft.config.train import CheckpointConfig, MeshConfig, TrainConfig
 
@@ -50,6 +51,7 @@ class Config:
   mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
   checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
   eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+  grpo: GrpoConfig = dataclasses.field(default_factory=GrpoConfig)
 
 
 def _read_yaml(path: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from jax_sft.config.choices import CurriculumEpochs, Schedule
+from jax_sft.config.choices import CurriculumEpochs, Objective, Schedule
 
 
 @dataclasses.dataclass
@@ -24,6 +24,7 @@ class MeshConfig:
 class TrainConfig:
   """Optimizer, schedule and loop settings (defaults from the users' research notes)."""
 
+  objective: Objective = Objective.sft  # grpo: `jax-sft grpo` (config.grpo)
   batch_size: int = 8  # global batch, in packed rows
   epochs: float = 1.0
   max_steps: int = 0  # 0 = derived from epochs and the prepared data's size
