@@ -226,7 +226,8 @@ def main(argv=None) -> None:
       written = write_synthetic(d, args.n, order)
       cfg = _data(d, order, packing_bins=args.bins)
       f = fidelity(stream(loader.make_iterator(cfg, "train", args.batch, args.seq_len)), written)
-      print(json.dumps({"order": order, **vars(args), **{k: round(v, 4) for k, v in f.items()}}),
+      setting = {k: v for k, v in vars(args).items() if k != "orders"}
+      print(json.dumps({"order": order, **setting, **{k: round(v, 4) for k, v in f.items()}}),
             flush=True)
 
 
