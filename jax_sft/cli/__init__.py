@@ -12,11 +12,12 @@ import sys
 
 from jax_sft import config as config_lib
 from jax_sft.cli import eval as eval_cmd
-from jax_sft.cli import export, generate, plan, prepare, train
+from jax_sft.cli import export, generate, grpo, plan, prepare, train
 
 COMMANDS = {
     "prepare": (prepare, "normalize, filter, mix and tokenize the datasets"),
     "train": (train, "train (full or LoRA), resumable across sessions"),
+    "grpo": (grpo, "GRPO polish after SFT: sample, score with the format checker, update"),
     "export": (export, "write a run's model, LoRA merged, as Flax or safetensors"),
     "generate": (generate, "sample a completion from a checkpoint"),
     "plan": (plan, "compile for a TPU topology ahead of time and report fit"),

@@ -38,33 +38,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
+def load_config(args: argparse.Namespace, forced: list[str] = ()):
+  """The run's Config from the flags (None after printing the one-line error)."""
   overrides = []
   if args.profile:
     overrides += [f"{k}={v}" for k, v in PROFILES[args.profile].items()]
-  overrides += list(args.overrides)
+  overrides += list(args.overrides) + list(forced)
   if args.time_budget:
     overrides.append(f"train.time_budget={args.time_budget}")
   if args.init_optimizer and not args.init_from:
     print("error: --init-optimizer needs --init-from", file=sys.stderr)
-    return 2
+    return None
   if args.resume_step is not None and not args.resume:
     print("error: --resume-step needs --resume", file=sys.stderr)
-    return 2
+    return None
   cfg = config_lib.load(args.config, overrides)
   try:
     if cfg.train.time_budget:
       stopping.parse_duration(cfg.train.time_budget)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
-    return 2
+    return None
+  return cfg
+
+
+def train(args: argparse.Namespace, cfg: config_lib.Config, name: str, **kwargs) -> int:
+  """One session of `cfg` with the flags' start (fresh, --resume, --init-from)."""
   try:
     result = loop.train(cfg, resume=args.resume, init_from=args.init_from,
                         init_optimizer=args.init_optimizer, progress=not args.no_progress,
-                        hooks=training_hooks(cfg), resume_step=args.resume_step)
-  except (mesh_lib.MeshError, ckpt_lib.CheckpointError, config_lib.ConfigError) as e:
+                        hooks=training_hooks(cfg), resume_step=args.resume_step, **kwargs)
+  except (mesh_lib.MeshError, ckpt_lib.CheckpointError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print(f"[train] done: steps {result.start_step} -> {result.end_step}/{result.total_steps}"
+  print(f"[{name}] done: steps {result.start_step} -> {result.end_step}/{result.total_steps}"
         f" ({result.stopped_because}); checkpoints in {result.checkpoint_dir}", flush=True)
   return 0
+
+
+def run(args: argparse.Namespace) -> int:
+  cfg = load_config(args)
+  return 2 if cfg is None else train(args, cfg, "train")

@@ -12,15 +12,17 @@ donation), by construction:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import optax
 from jax.sharding import Mesh
 
 from jax_sft import config as config_lib
+from jax_sft.config import Objective
 from jax_sft.model.gemma import Transformer
 from jax_sft.train import data_feed
+from jax_sft.train import grpo_step
 from jax_sft.train import optimizer as opt_lib
 from jax_sft.train import state as state_lib
 from jax_sft.train import step as step_lib
@@ -45,6 +47,7 @@ class Trainer:
   state_sh: state_lib.TrainState
   train_step: Callable  # jitted: (state, frozen, batch) -> (state, metrics); state donated
   eval_step: Callable  # jitted: (trainable, frozen, batch) -> (loss_sum, count)
+  grpo: Optional[grpo_step.Pieces] = None  # GRPO's sampler and update (train.objective grpo)
 
   @property
   def lora(self) -> bool:
@@ -64,9 +67,27 @@ class Trainer:
     return (with_sh(self.abstract_state, self.state_sh), frozen,
             data_feed.abstract_batch(self.cfg, self.mesh))
 
+  @property
+  def reference_sh(self) -> PyTree:
+    """GRPO's frozen reference policy: a copy of the starting weights in full fine-tuning
+    (sharded like them); under LoRA the base with the adapters off, so nothing ({})."""
+    return {} if self.lora else self.base_sh
+
   def compile(self):
-    """The train step compiled ahead of time for this mesh (no weights needed)."""
-    return self.train_step.lower(*self.abstract_args()).compile()
+    """The train step compiled ahead of time for this mesh (no weights needed); for GRPO
+    the (sampler, update) pair."""
+    if self.grpo is None:
+      return self.train_step.lower(*self.abstract_args()).compile()
+    state, frozen, _ = self.abstract_args()
+    prompts, batch = grpo_step.abstract_batch(self.cfg, self.mesh)
+    reference = ({} if self.lora else jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), self.base_abstract,
+        self.base_sh))
+    key = jax.ShapeDtypeStruct(jax.random.key_data(jax.random.key(0)).shape, "uint32")
+    sample = self.grpo.sample.lower(state.params, frozen, prompts["tokens"], prompts["positions"],
+                                    prompts["segments"], key).compile()
+    update = self.grpo.update.lower(state, frozen, reference, batch).compile()
+    return sample, update
 
   def init_state(self, trainable: PyTree, donate: bool = False) -> state_lib.TrainState:
     """A step-0 state over `trainable`, created in place on its shardings."""
@@ -102,5 +123,10 @@ def build(cfg: config_lib.Config, mesh: Mesh, total_steps: int) -> Trainer:
       mesh, state_sh, frozen_sh, cfg.train.xla_opt_level)
   eval_step = step_lib.make_eval_step(model, cfg.model, mesh, state_sh.params, frozen_sh,
                                       lora=lora, xla_opt_level=cfg.train.xla_opt_level)
-  return Trainer(cfg, mesh, model, tx, schedule, base_abstract, base_sh, trainable_abstract,
-                 abstract_state, state_sh, train_step, eval_step)
+  trainer = Trainer(cfg, mesh, model, tx, schedule, base_abstract, base_sh, trainable_abstract,
+                    abstract_state, state_sh, train_step, eval_step)
+  if cfg.train.objective == Objective.grpo:  # the same state and shardings, another step
+    trainer.grpo = grpo_step.jit_pieces(cfg, mesh, tx, schedule, state_sh, frozen_sh,
+                                        trainer.reference_sh)
+    trainer.train_step = trainer.grpo.update
+  return trainer

@@ -65,7 +65,11 @@ def stream_identity(cfg: config_lib.Config, manifest_hash: Optional[str]) -> dic
   train.curriculum_epochs is None where no curriculum is kept (it changes nothing there).
   """
   data = cfg.data
-  return {"data.manifest_hash": manifest_hash, "seed": cfg.seed,
+  grpo = {}
+  if cfg.train.objective == "grpo":  # its stream is of prompts, drawn per step and sampled
+    grpo = {f"grpo.{k}": getattr(cfg.grpo, k) for k in
+            ("prompts_per_step", "num_generations", "max_prompt_tokens", "max_new_tokens")}
+  return grpo | {"data.manifest_hash": manifest_hash, "seed": cfg.seed,
           "train.shuffle": loader.shuffles(data, cfg.train.shuffle),
           "data.shuffle_loader": loader.shuffles(data),
           "data.order": str(data.order), "data.packing_bins": data.packing_bins,

@@ -23,7 +23,7 @@ from jax_sft.train import builder, compat, compile_cache, data_feed
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import mesh as mesh_lib
 from jax_sft.train import metrics as metrics_lib
-from jax_sft.train import session, stopping, weights
+from jax_sft.train import objectives, session, stopping, weights
 
 PyTree = Any
 # Orbax's fixed cost of a save (directories, metadata, the commit), measured at about 1-2 s
@@ -64,25 +64,30 @@ def log(msg: str) -> None:
 
 def train(cfg: config_lib.Config, *, resume: bool = False, init_from: Optional[str] = None,
           init_optimizer: bool = False, progress: bool = True, hooks: Hooks = Hooks(),
-          resume_step: Optional[int] = None) -> Result:
-  """Runs one session of `cfg`; returns when done, on a signal or at the time budget."""
+          resume_step: Optional[int] = None, reward_fn: Optional[Callable] = None) -> Result:
+  """Runs one session of `cfg`; returns when done, on a signal or at the time budget.
+
+  `reward_fn` scores GRPO's completions (train.objective grpo; the eval package's rewards).
+  """
   stop = stopping.StopFlags(cfg.train.time_budget).install()
   try:
     return _session(cfg, stop, resume, init_from or cfg.train.init_from,
-                    init_optimizer or cfg.train.init_optimizer, progress, hooks, resume_step)
+                    init_optimizer or cfg.train.init_optimizer, progress, hooks, resume_step,
+                    reward_fn)
   finally:
     stop.uninstall()
 
 
-def _session(cfg, stop, resume, init_from, init_optimizer, progress, hooks, resume_step) -> Result:
+def _session(cfg, stop, resume, init_from, init_optimizer, progress, hooks, resume_step,
+             reward_fn) -> Result:
   mesh = _mesh(cfg)
   manifest = data_feed.prepare(cfg)
   _check_vocab(cfg, manifest)
-  total_steps = data_feed.total_steps(cfg, manifest)
+  total_steps = objectives.total_steps(cfg, manifest)
   trainer = builder.build(cfg, mesh, total_steps)
   ckpt = ckpt_lib.Checkpointer(cfg.checkpoint.directory or storage.join(cfg.run_dir, "checkpoints"),
                                cfg.checkpoint)
-  train_iter = data_feed.train_iterator(cfg, total_steps)
+  train_iter = objectives.train_iterator(cfg, total_steps)
   manifest_hash = manifest.get("content_hash", manifest.get("hash"))
   stream = compat.stream_identity(cfg, manifest_hash)
   start = session.build(trainer, ckpt, resume=resume, init_from=init_from,
@@ -96,7 +101,7 @@ def _session(cfg, stop, resume, init_from, init_optimizer, progress, hooks, resu
           "trainable_params": sum(x.size for x in jax.tree.leaves(start.state.params)),
           "state_bytes": _state_bytes(start.state)}
   t0 = time.perf_counter()  # compiled ahead of the first step: step times stay honest
-  step_fn = trainer.compile()
+  step_fn = objectives.runner(trainer, trainer.compile(), start, init_from, reward_fn)
   log(f"train step compiled in {time.perf_counter() - t0:.1f}s")
 
   run = _Run(cfg, trainer, ckpt, train_iter, meta, hooks, metrics_lib.MetricsWriter(cfg.run_dir))
@@ -141,7 +146,7 @@ def _state_bytes(state) -> int:
 
 
 class _Window:
-  """Train metrics averaged over the steps since the last log line.
+  """Train metrics over the steps since the last log line: counters summed, the rest averaged.
 
   mean_turn_tokens is the difficulty of those steps' examples: their mean model-turn
   length in tokens (loss tokens per example, the curriculum_length key), so a curriculum
@@ -149,24 +154,28 @@ class _Window:
   """
 
   def __init__(self):
-    self.tokens, self.real, self.seconds, self.losses = 0, 0, 0.0, []
-    self.examples, self.turn_tokens = 0, 0.0
+    self.seconds, self.counts, self.values = 0.0, {}, {}
 
-  def add(self, batch: dict, seconds: float, loss: float) -> None:
-    self.tokens += batch["inputs"].size
-    self.real += int(np.count_nonzero(batch["segment_ids"]))
+  def add(self, metrics: dict, seconds: float) -> None:
     self.seconds += seconds
-    self.losses.append(loss)
-    # The packer numbers a row's examples 1..k, so a row's largest id is its count.
-    self.examples += int(batch["segment_ids"].max(axis=1).sum())
-    self.turn_tokens += float(batch["loss_mask"].sum())
+    for k, v in metrics.items():
+      if k in objectives.COUNTERS:
+        self.counts[k] = self.counts.get(k, 0.0) + v
+      else:
+        self.values.setdefault(k, []).append(v)
 
-  def row(self, m: dict, elapsed: float) -> dict:
+  def tokens_per_s(self) -> float:
+    return self.counts.get("tokens", 0.0) / max(self.seconds, 1e-9)
+
+  def row(self, elapsed: float) -> dict:
     secs = max(self.seconds, 1e-9)
-    return {"loss": float(np.mean(self.losses)), "lr": float(m["lr"]),
-            "grad_norm": float(m["grad_norm"]), "tokens_per_s": self.tokens / secs,
-            "real_tokens_per_s": self.real / secs, "loss_tokens": float(m["loss_tokens"]),
-            "mean_turn_tokens": self.turn_tokens / max(self.examples, 1), "seconds": elapsed}
+    row = {k: float(np.nanmean(v)) if not np.all(np.isnan(v)) else float("nan")
+           for k, v in self.values.items()}
+    row.update(tokens_per_s=self.tokens_per_s(),
+               real_tokens_per_s=self.counts.get("real_tokens", 0.0) / secs, seconds=elapsed)
+    if self.counts.get("examples"):
+      row["mean_turn_tokens"] = self.counts["turn_tokens"] / self.counts["examples"]
+    return row
 
 
 @dataclasses.dataclass
@@ -202,17 +211,16 @@ class _Run:
         reason = "finished: data exhausted"
         break
       t0 = time.perf_counter()
-      batch = data_feed.to_device(host_batch, self.trainer.mesh, cfg.train.batch_size)
-      state, m = step_fn(state, frozen, batch)
-      m = jax.device_get(m)  # one sync per step keeps step_s honest for the time budget
+      state, m = step_fn(state, frozen, host_batch)  # host metrics: one sync per step
       step, step_s = step + 1, time.perf_counter() - t0
-      self.losses.append(float(m["loss"]))
-      window.add(host_batch, step_s, float(m["loss"]))
+      self.losses.append(m["loss"])
+      window.add(m, step_s)
       if step % cfg.train.log_every == 0 or step == total_steps or step == self.first_step + 1:
-        self.writer.write(step, "train", window.row(m, stop.elapsed()))
+        self.writer.write(step, "train", window.row(stop.elapsed()))
         if bar is not None:
-          bar.set_postfix(loss=f"{float(m['loss']):.3f}",
-                          tok_s=f"{window.tokens / max(window.seconds, 1e-9):.0f}")
+          shown = {"reward": m["reward"]} if "reward" in m else {"loss": m["loss"]}
+          bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()},
+                          tok_s=f"{window.tokens_per_s():.0f}")
         window = _Window()
       if bar is not None:
         bar.update(1)

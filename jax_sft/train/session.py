@@ -107,7 +107,10 @@ def _warm_start(trainer: Trainer, init_from: str, init_optimizer: bool, note: st
     state = state.replace(opt_state=opt["opt_state"])
   note += f"warm start from {src.directory}/{step}" + (
       " with its optimizer state" if init_optimizer else "")
-  return Start(state, frozen, None, note, base_weights=src_meta.get("base_weights"))
+  # Under LoRA the frozen base the adapters sit on; in full fine-tuning the run the weights
+  # came from (GRPO's frozen reference policy).
+  source = src_meta.get("base_weights") if trainer.lora else str(init_from)
+  return Start(state, frozen, None, note, base_weights=source)
 
 
 def _warm_start_from_weights(trainer: Trainer, path: str, init_optimizer: bool,
@@ -124,7 +127,7 @@ def _warm_start_from_weights(trainer: Trainer, path: str, init_optimizer: bool,
     state, frozen = trainer.init_state(params, donate=True), {}
   note += (f"warm start from {path}: weights only (an export or released checkpoint),"
            " with a fresh optimizer")
-  return Start(state, frozen, None, note, base_weights=path if trainer.lora else None)
+  return Start(state, frozen, None, note, base_weights=path)
 
 
 def _opt_part(s: state_lib.TrainState) -> dict:
