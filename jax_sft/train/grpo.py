@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import grain
 import jax
@@ -29,11 +28,9 @@ from jax_sft.data import shards
 from jax_sft.data.tokenizer import Tokenizer
 from jax_sft.model import sampler
 from jax_sft.model.gemma import Transformer
-from jax_sft.train import mesh as mesh_lib
-from jax_sft.train import step as step_lib
-from jax_sft.train.grpo_loss import group_advantages, grpo_loss, token_logprobs
+from jax_sft.train.grpo_loss import grpo_loss, token_logprobs
 from jax_sft.train.precision import apply_update
-from jax_sft.train.state import TrainState, replicated
+from jax_sft.train.state import TrainState
 
 PyTree = Any
 # (completions' text, hit the budget, reference answers) -> (combined [n], {name: [n]})

@@ -8,7 +8,7 @@ that strings them together for one batch of prompts and returns the step's metri
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import jax
 import numpy as np

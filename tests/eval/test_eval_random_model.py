@@ -9,7 +9,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jax_sft import config as config_lib
 from jax_sft.eval import evaluate

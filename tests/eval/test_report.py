@@ -1,7 +1,6 @@
 """The report on synthetic results: JSON round trip, Markdown sections, --against deltas."""
 
 import json
-import os
 
 import pytest
 

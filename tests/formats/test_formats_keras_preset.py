@@ -1,6 +1,5 @@
 """Keras presets written by keras-hub itself: config.json -> ModelConfig, h5 weights, logits parity."""
 
-import os
 
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ from safetensors.numpy import load_file, save_file
 
 from jax_sft.model import formats
 from jax_sft.config import ModelConfig
-from jax_sft.model.formats import safetensors_io, shapes
+from jax_sft.model.formats import shapes
 
 
 def _same(a, b):

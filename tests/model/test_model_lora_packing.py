@@ -1,6 +1,5 @@
 """LoRA: a fresh adapter changes nothing; merged weights equal the adapter. Packing isolation."""
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -4,7 +4,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jax_sft import config as model_config
 from jax_sft.model.gemma import Transformer

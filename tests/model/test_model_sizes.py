@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from jax_sft import config as model_config
-from jax_sft.model import lora as lora_lib
 from jax_sft.model.gemma import Transformer
 
 

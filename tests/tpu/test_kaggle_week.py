@@ -6,7 +6,6 @@ session 3 warm-starts a new mix from session 2 with --init-from auto; the export
 JAX_SFT_KAGGLE_ROOT moves /kaggle to a temporary folder.
 """
 
-import json
 import os
 import shutil
 import stat
@@ -24,6 +23,7 @@ from jax_sft.data.tokenizer import sample_tokenizer_path
 from jax_sft.model import formats
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import loop, weights
+from helpers import per_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KAGGLE = os.path.join(REPO, "tpu_scripts", "kaggle_train.py")
@@ -41,15 +41,6 @@ TINY = ["model.preset=tiny_gemma1", "model.vocab_size=1024", "model.num_layers=1
 MODES = {"lora": ["lora.enabled=true", "lora.rank=4", "checkpoint.keep=2"],
          "full_compact": ["model.param_dtype=bfloat16", "checkpoint.keep=1"]}
 CAP_GB = 0.05
-
-
-def _losses(run_dir):
-  out = {}
-  for line in open(os.path.join(run_dir, "metrics.jsonl")):
-    row = json.loads(line)
-    if row["split"] == "train":
-      out[row["step"]] = row["loss"]
-  return out
 
 
 def _read_only(path):
@@ -102,7 +93,7 @@ def test_a_kaggle_week(tmp_path, mode):
   # Session 1: stops on its budget (30 s of training, within the clock), far from max_steps.
   out1, log1 = _session(tmp_path, {"gemma": tmp_path / "gemma"},
                         common + ["--deadline", str(time.time() + 600), "--time-budget", "30s"], env)
-  s1 = max(_losses(out1 / "run"))
+  s1 = max(per_step(out1 / "run"))
   assert "time budget" in log1 and 0 < s1 < 100000
   size = sum(f.stat().st_size for f in out1.rglob("*") if f.is_file())
   assert size <= CAP_GB * 1e9 and ckpt_lib.open_read_only(str(out1 / "run"))[1] == s1
@@ -121,7 +112,7 @@ def test_a_kaggle_week(tmp_path, mode):
                                           f"data.tokenizer={model_root / 'tokenizer.model'}",
                                           f"data.output_dir={tmp_path / 'reference_data'}"])
   loop.train(reference, progress=False)
-  assert _losses(out2 / "run") == _losses(reference.run_dir)  # bitwise, every step
+  assert per_step(out2 / "run") == per_step(reference.run_dir)  # bitwise, every step
   _, a, _ = weights.load_for_inference(str(out2 / "run"))
   _, b, _ = weights.load_for_inference(reference.run_dir)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
@@ -132,7 +123,7 @@ def test_a_kaggle_week(tmp_path, mode):
                         common + ["--init-from", "auto", "--session", "s3",
                                   "--deadline", str(time.time() + 600), "train.max_steps=3",
                                   "data.sources.glaive.count=5", "data.eval_fraction=0.2"], env)
-  assert "warm start from" in log3 and max(_losses(out3 / "run")) == 3
+  assert "warm start from" in log3 and max(per_step(out3 / "run")) == 3
   exported = formats.load_params(str(out3 / "run" / "export"), cfg.model)
   run_cfg, final, adapters = weights.load_for_inference(str(out3 / "run"))
   if adapters is not None:

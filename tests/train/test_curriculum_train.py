@@ -14,7 +14,8 @@ from scipy import stats
 from jax_sft import config as config_lib
 from jax_sft.data import prepare
 from jax_sft.train import checkpoint as ckpt_lib
-from jax_sft.train import compat, loop, stopping, weights
+from jax_sft.train import compat, loop, weights
+from helpers import stop_before_step
 
 from conftest import SMOKE, TINY
 
@@ -57,16 +58,6 @@ def _difficulty_trend(run_dir):
   return len(steps), stats.spearmanr(steps, [rows[s]["mean_turn_tokens"] for s in steps])[0]
 
 
-def _stop_before_step(monkeypatch, k):
-  calls = {"n": 0}
-  real = stopping.StopFlags.should_stop
-
-  def should_stop(self, step_s, save_s):
-    calls["n"] += 1
-    return "test stop" if calls["n"] == k + 1 else real(self, step_s, save_s)
-  monkeypatch.setattr(stopping.StopFlags, "should_stop", should_stop)
-
-
 def test_curriculum_run_trains_easy_to_hard(curriculum_cfg, make_cfg):
   cur = curriculum_cfg("curriculum", *ONE_EPOCH)
   assert loop.train(cur, progress=False).end_step >= 10
@@ -87,7 +78,7 @@ def test_curriculum_resume_is_bitwise(curriculum_cfg, monkeypatch):
   whole_cfg, cfg = curriculum_cfg("whole"), curriculum_cfg("split")
   whole = loop.train(whole_cfg, progress=False)
   with monkeypatch.context() as m:
-    _stop_before_step(m, 3)
+    stop_before_step(m, 3)
     first = loop.train(cfg, progress=False)
   second = loop.train(cfg, resume=True, progress=False)
   assert (first.end_step, second.start_step, second.end_step) == (3, 3, 6)

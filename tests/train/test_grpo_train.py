@@ -1,12 +1,11 @@
 """GRPO through the real trainer on a tiny model: a toy reward rises, a resume is bitwise."""
 
-import json
-import os
 
 import jax
 import numpy as np
 
-from jax_sft.train import loop, stopping, weights
+from jax_sft.train import loop, weights
+from helpers import per_step, stop_before_step
 
 # Tiny and fast: 4 prompts x 8 completions of at most 12 tokens per step.
 GRPO = ["train.objective=grpo", "grpo.prompts_per_step=4", "grpo.num_generations=8",
@@ -23,23 +22,14 @@ def e_share(texts, hit_budgets, references):
   return reward, {"e_share": reward}
 
 
-def _rows(run_dir, key):
-  out = {}
-  for line in open(os.path.join(run_dir, "metrics.jsonl")):
-    row = json.loads(line)
-    if row["split"] == "train":
-      out[row["step"]] = row[key]
-  return out
-
-
 def test_a_toy_reward_rises(make_cfg):
   cfg = make_cfg("rises", *GRPO, "train.max_steps=36", "checkpoint.every_steps=0")
   loop.train(cfg, progress=False, reward_fn=e_share)
-  reward = _rows(cfg.run_dir, "reward")
+  reward = per_step(cfg.run_dir, "reward")
   # Measured here: 0.11 over the first 6 steps, 0.29 over the last 6.
   first, last = np.mean([reward[s] for s in range(1, 7)]), np.mean([reward[s] for s in range(31, 37)])
   assert last > 1.5 * first and last > first + 0.05, (first, last)
-  kl = _rows(cfg.run_dir, "kl")
+  kl = per_step(cfg.run_dir, "kl")
   assert kl[1] == 0.0 and kl[36] > 0.0  # the policy moved away from the reference
 
 
@@ -47,18 +37,12 @@ def test_resume_is_bitwise(make_cfg, monkeypatch):
   whole = make_cfg("whole", *GRPO, "train.max_steps=6")
   loop.train(whole, progress=False, reward_fn=e_share)
   cfg = make_cfg("split", *GRPO, "train.max_steps=6")
-  calls = {"n": 0}
-  real = stopping.StopFlags.should_stop
-
-  def stop_after_3(self, step_s, save_s):
-    calls["n"] += 1
-    return "test stop" if calls["n"] == 4 else real(self, step_s, save_s)
   with monkeypatch.context() as m:
-    m.setattr(stopping.StopFlags, "should_stop", stop_after_3)
+    stop_before_step(m, 3)
     assert loop.train(cfg, progress=False, reward_fn=e_share).end_step == 3
   assert loop.train(cfg, resume=True, progress=False, reward_fn=e_share).end_step == 6
   for key in ("reward", "loss", "kl"):  # the same prompts, samples, rewards and updates
-    assert _rows(cfg.run_dir, key) == _rows(whole.run_dir, key)
+    assert per_step(cfg.run_dir, key) == per_step(whole.run_dir, key)
   _, a, _ = weights.load_for_inference(whole.run_dir)
   _, b, _ = weights.load_for_inference(cfg.run_dir)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):

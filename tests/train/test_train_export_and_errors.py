@@ -1,6 +1,5 @@
 """Export (LoRA merged) round trip, failed saves, and bad configs named before compiling."""
 
-import os
 
 import jax
 import numpy as np

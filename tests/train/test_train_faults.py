@@ -5,7 +5,6 @@ losses of the interrupted-then-resumed run, taken at the last time each step was
 and its final weights must equal it bitwise, so no example was lost or repeated.
 """
 
-import json
 import os
 import random
 import signal
@@ -13,48 +12,24 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
 import yaml
 
 from jax_sft import config as config_lib
 from jax_sft.train import checkpoint as ckpt_lib
-from jax_sft.train import loop, stopping, weights
+from jax_sft.train import loop, weights
+from helpers import leaves, per_step, stop_before_step
 
 STEPS = ["train.max_steps=8", "checkpoint.every_steps=2", "checkpoint.keep=4"]
 
 
-def _leaves(tree):
-  return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree))]
-
-
-def _per_step_losses(run_dir):
-  """{step: loss} from metrics.jsonl, the last line for a step winning (replayed steps)."""
-  out = {}
-  for line in open(os.path.join(run_dir, "metrics.jsonl")):
-    row = json.loads(line)
-    if row["split"] == "train":
-      out[row["step"]] = row["loss"]
-  return out
-
-
 def _assert_same_as(reference_dir, run_dir):
-  assert _per_step_losses(run_dir) == _per_step_losses(reference_dir)  # bitwise
+  assert per_step(run_dir) == per_step(reference_dir)  # bitwise
   _, a, _ = weights.load_for_inference(reference_dir)
   _, b, _ = weights.load_for_inference(run_dir)
-  for x, y in zip(_leaves(a), _leaves(b)):
+  for x, y in zip(leaves(a), leaves(b)):
     np.testing.assert_array_equal(x, y)
-
-
-def _stop_before_step(monkeypatch, k):
-  calls = {"n": 0}
-  real = stopping.StopFlags.should_stop
-
-  def should_stop(self, step_s, save_s):
-    calls["n"] += 1
-    return "test stop" if calls["n"] == k + 1 else real(self, step_s, save_s)
-  monkeypatch.setattr(stopping.StopFlags, "should_stop", should_stop)
 
 
 def _truncate_largest_file(step_dir):
@@ -71,7 +46,7 @@ def test_corrupted_newest_checkpoint_falls_back_to_the_last_good_one(make_cfg, m
   loop.train(ref, progress=False)
   cfg = make_cfg("corrupt", *STEPS)
   with monkeypatch.context() as m:
-    _stop_before_step(m, 6)
+    stop_before_step(m, 6)
     assert loop.train(cfg, progress=False).end_step == 6
   ckpt_dir = os.path.join(cfg.run_dir, "checkpoints")
   _truncate_largest_file(os.path.join(ckpt_dir, "6"))
@@ -89,13 +64,13 @@ def test_resume_step_picks_an_older_checkpoint(make_cfg, monkeypatch):
   loop.train(ref, progress=False)
   cfg = make_cfg("pick", *STEPS)
   with monkeypatch.context() as m:
-    _stop_before_step(m, 6)
+    stop_before_step(m, 6)
     loop.train(cfg, progress=False)
   with pytest.raises(ckpt_lib.CheckpointError, match="--resume-step 5: no such checkpoint"):
     loop.train(cfg, resume=True, resume_step=5, progress=False)
   result = loop.train(cfg, resume=True, resume_step=2, progress=False)
   assert (result.start_step, result.end_step) == (2, 8)
-  assert _per_step_losses(cfg.run_dir) == _per_step_losses(ref.run_dir)
+  assert per_step(cfg.run_dir) == per_step(ref.run_dir)
 
 
 @pytest.mark.parametrize("override, key", [

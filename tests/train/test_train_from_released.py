@@ -4,7 +4,6 @@ import jax
 import numpy as np
 
 from jax_sft.model import formats
-from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import weights
 from jax_sft.train import loop
 

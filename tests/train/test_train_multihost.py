@@ -5,7 +5,6 @@ processes and on 1 process x 8 devices (another host count); the end-of-run gene
 and the eval report run without a crash.
 """
 
-import json
 import os
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import yaml
 
 from jax_sft import config as config_lib
 from jax_sft.train import checkpoint as ckpt_lib
+from helpers import per_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,15 +46,6 @@ def _train(path, processes, *extra):
   return outs
 
 
-def _losses(run_dir):
-  out = {}
-  for line in open(os.path.join(run_dir, "metrics.jsonl")):
-    row = json.loads(line)
-    if row["split"] == "train":
-      out[row["step"]] = row["loss"]
-  return out
-
-
 @pytest.mark.slow
 def test_two_processes_train_resume_elsewhere_and_evaluate(make_cfg, tmp_path):
   # A constant learning rate: the run is extended (max_steps 4 -> 6 -> 8) without changing it.
@@ -80,7 +71,7 @@ def test_two_processes_train_resume_elsewhere_and_evaluate(make_cfg, tmp_path):
   one_path = tmp_path / "single.yaml"
   one_path.write_text(yaml.safe_dump(config_lib.to_dict(one)))
   _train(one_path, 1)
-  got, want = _losses(cfg.run_dir), _losses(one.run_dir)
+  got, want = per_step(cfg.run_dir), per_step(one.run_dir)
   assert sorted(got) == sorted(want) == list(range(1, 9))
   # Collectives sum in another order across processes: float32 rounding only.
   np.testing.assert_allclose([got[s] for s in range(1, 9)], [want[s] for s in range(1, 9)],

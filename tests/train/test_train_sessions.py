@@ -10,21 +10,7 @@ import pytest
 
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import loop, stopping, weights
-
-
-def _leaves(tree):
-  return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree))]
-
-
-def _stop_before_step(monkeypatch, k):
-  """Makes the loop stop (as on a signal) before running step k+1."""
-  calls = {"n": 0}
-  real = stopping.StopFlags.should_stop
-
-  def should_stop(self, step_s, save_s):
-    calls["n"] += 1
-    return "test stop" if calls["n"] == k + 1 else real(self, step_s, save_s)
-  monkeypatch.setattr(stopping.StopFlags, "should_stop", should_stop)
+from helpers import leaves, stop_before_step
 
 
 def test_resume_is_bitwise_exact(make_cfg, monkeypatch):
@@ -33,7 +19,7 @@ def test_resume_is_bitwise_exact(make_cfg, monkeypatch):
 
   cfg = make_cfg("split")
   with monkeypatch.context() as m:
-    _stop_before_step(m, 3)
+    stop_before_step(m, 3)
     first = loop.train(cfg, progress=False)
   assert (first.end_step, first.stopped_because) == (3, "test stop")
   second = loop.train(cfg, resume=True, progress=False)
@@ -42,7 +28,7 @@ def test_resume_is_bitwise_exact(make_cfg, monkeypatch):
   assert first.losses + second.losses == whole.losses  # bitwise, not approximately
   _, p_whole, _ = weights.load_for_inference(make_cfg("whole").run_dir)
   _, p_split, _ = weights.load_for_inference(cfg.run_dir)
-  for a, b in zip(_leaves(p_whole), _leaves(p_split)):
+  for a, b in zip(leaves(p_whole), leaves(p_split)):
     np.testing.assert_array_equal(a, b)
 
 
@@ -96,7 +82,7 @@ def test_warm_start_from_read_only_dir(make_cfg):
     assert result.start_step == 0 and result.end_step == 2
     _, params, _ = weights.load_for_inference(cfg.run_dir)
     # lr 0: the new run's weights are exactly the warm start's.
-    for a, b in zip(_leaves(src_params), _leaves(params)):
+    for a, b in zip(leaves(src_params), leaves(params)):
       np.testing.assert_array_equal(a, b)
   finally:
     os.chmod(ckpt_dir, 0o755)
@@ -109,7 +95,7 @@ def test_lora_trains_adapters_only_and_base_stays_bitwise(make_cfg):
   hooks = loop.Hooks(at_end=lambda c, params, lora: held.update(base=params, lora=lora))
   result = loop.train(cfg, progress=False, hooks=hooks)
   assert result.end_step == 3 and held["lora"] is not None
-  for a, b in zip(_leaves(before), _leaves(held["base"])):
+  for a, b in zip(leaves(before), leaves(held["base"])):
     np.testing.assert_array_equal(a, b)
   run_cfg, base, adapters = weights.load_for_inference(cfg.run_dir)
   assert run_cfg.lora.enabled and adapters is not None
@@ -143,5 +129,5 @@ def test_warm_start_from_an_export_is_weights_only(make_cfg, tmp_path, capsys):
   assert "weights only" in capsys.readouterr().out
   _, exported, _ = weights.load_for_inference(src.run_dir)
   _, params, _ = weights.load_for_inference(cfg.run_dir)
-  for a, b in zip(_leaves(exported), _leaves(params)):  # lr 0: the export's weights, exactly
+  for a, b in zip(leaves(exported), leaves(params)):  # lr 0: the export's weights, exactly
     np.testing.assert_array_equal(a, b)
