@@ -76,13 +76,19 @@ def cache_dir() -> str:
   return os.environ.get("JAX_SFT_CACHE") or os.path.join(tempfile.gettempdir(), "jax_sft_cache")
 
 
+def mirror_path(path: PathLike) -> str:
+  """Where `local_copy` keeps a remote path's contents on this machine."""
+  p = resolve(path)
+  key = hashlib.blake2b(str(p).encode(), digest_size=8).hexdigest()
+  return os.path.join(cache_dir(), key, p.name)
+
+
 def local_copy(path: PathLike) -> str:
   """A local path with the contents of `path`: itself when local, else a cached copy."""
   p = resolve(path)
   if not is_remote(p):
     return str(p)
-  key = hashlib.blake2b(str(p).encode(), digest_size=8).hexdigest()
-  dest = os.path.join(cache_dir(), key, p.name)
+  dest = mirror_path(p)
   if os.path.exists(dest):
     return dest
   tmp = dest + ".partial"

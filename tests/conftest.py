@@ -13,6 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# gs:// in tests means the GCS emulator (tests/train/test_train_gcs.py), which gcsfs can be
+# pointed at and tf.io.gfile cannot. epath picks its gs:// backend once per process (cached
+# on first use), so it is chosen here, before any test touches a gs:// path.
+os.environ.setdefault("EPATH_USE_TF", "false")
 
 
 import numpy as np  # noqa: E402  (after the environment above)

@@ -6,8 +6,8 @@ import argparse
 import logging
 
 from jax_sft import config as config_lib
-from jax_sft.data import prepare as prepare_lib
 from jax_sft.data.sources import DataError
+from jax_sft.train import data_feed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
   cfg = config_lib.load(args.config, args.overrides)
   try:
-    m = prepare_lib.prepare(cfg.data, seed=cfg.seed, force=args.force)
+    local, bucket = data_feed.localize(cfg)  # gs:// output: prepared locally, copied up
+    m = data_feed.prepare(local, publish_to=bucket, force=args.force)
   except (DataError, ValueError, FileNotFoundError) as e:
     logging.error("%s", e)
     return 1

@@ -36,6 +36,8 @@ def content_hash(cfg: DataConfig, seed: int = 0) -> str:
   """Hash of everything that determines the output: config, seed, input files, tokenizer, code version."""
   d = dataclasses.asdict(cfg)
   d["seed"] = seed
+  # Sources are read, deduplicated and mixed in their listed order, which sort_keys would hide.
+  d["source_order"] = list(cfg.sources)
   for k in ("output_dir", "num_workers", "packing_bins", "shuffle_loader"):
     d.pop(k)
   tok = Tokenizer(cfg.tokenizer)

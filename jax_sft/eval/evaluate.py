@@ -193,6 +193,7 @@ def evaluate(cfg: config_lib.Config, checkpoint: str, *, out_dir: Optional[str] 
   """
 
   e = cfg.eval
+  cfg, _ = data_feed.localize(cfg)  # a prepared dir in a bucket is read from a local mirror
   try:
     records = read_records(cfg.data.output_dir, "eval")[:e.num_prompts]
   except FileNotFoundError as err:

@@ -8,6 +8,7 @@ resumed on a different host count continues the very same stream.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import jax
 import numpy as np
 
 from jax_sft import config as config_lib
+from jax_sft import storage
 from jax_sft.data import loader
 from jax_sft.data import prepare as prepare_lib
 from jax_sft.train import mesh as mesh_lib
@@ -24,9 +26,34 @@ from jax_sft.train import mesh as mesh_lib
 KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions")
 
 
-def prepare(cfg: config_lib.Config) -> dict:
-  """Runs (or reuses) `jax-sft prepare` for cfg.data; returns the manifest."""
-  return prepare_lib.prepare(cfg.data, seed=cfg.seed)
+def localize(cfg: config_lib.Config) -> tuple[config_lib.Config, Optional[str]]:
+  """(cfg with data.output_dir on this machine, the gs:// dir it mirrors or None).
+
+  The prepared data is read by ArrayRecord and Grain, which need local files: a prepared
+  dir in a bucket is copied down once (when it is there) and `prepare` publishes a new one
+  back up.
+  """
+  out = cfg.data.output_dir
+  if not storage.is_remote(out):
+    return cfg, None
+  local = storage.mirror_path(out)
+  if not os.path.exists(local) and storage.exists(storage.join(out, "manifest.json")):
+    local = storage.local_copy(out)
+  return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, output_dir=local)), out
+
+
+def prepare(cfg: config_lib.Config, publish_to: Optional[str] = None,
+            force: bool = False) -> dict:
+  """Runs (or reuses) `jax-sft prepare` for cfg.data; returns the manifest. With
+  `publish_to` (a bucket dir, see `localize`) a new result is copied up there too."""
+  manifest = prepare_lib.prepare(cfg.data, seed=cfg.seed, force=force)
+  if publish_to and jax.process_index() == 0:
+    remote = storage.join(publish_to, "manifest.json")
+    remote_hash = (json.loads(storage.read_text(remote)).get("content_hash")
+                   if storage.exists(remote) else None)
+    if remote_hash != manifest.get("content_hash"):
+      storage.upload(cfg.data.output_dir, publish_to)
+  return manifest
 
 
 def _epoch_policy(cfg: config_lib.Config) -> str | None:

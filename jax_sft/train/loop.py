@@ -81,7 +81,8 @@ def train(cfg: config_lib.Config, *, resume: bool = False, init_from: Optional[s
 def _session(cfg, stop, resume, init_from, init_optimizer, progress, hooks, resume_step,
              reward_fn) -> Result:
   mesh = _mesh(cfg)
-  manifest = data_feed.prepare(cfg)
+  cfg, data_bucket = data_feed.localize(cfg)  # gs:// prepared data: read from a local mirror
+  manifest = data_feed.prepare(cfg, publish_to=data_bucket)
   _check_vocab(cfg, manifest)
   total_steps = objectives.total_steps(cfg, manifest)
   trainer = builder.build(cfg, mesh, total_steps)
@@ -98,6 +99,7 @@ def _session(cfg, stop, resume, init_from, init_optimizer, progress, hooks, resu
   meta = {"lora": cfg.lora.enabled,
           "base_weights": start.base_weights or weights.base_reference(cfg),
           "manifest_hash": manifest_hash, "stream": stream, "total_steps": total_steps,
+          "prepared_data": data_bucket or cfg.data.output_dir,
           "trainable_params": sum(x.size for x in jax.tree.leaves(start.state.params)),
           "state_bytes": _state_bytes(start.state)}
   t0 = time.perf_counter()  # compiled ahead of the first step: step times stay honest

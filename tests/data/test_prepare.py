@@ -122,3 +122,12 @@ def test_curriculum_order():
           enumerate([(50, 5), (10, 1), (30, None)])]
   assert [r["id"] for r in mix.order(rows, "curriculum_length", 0)] == ["1", "2", "0"]
   assert [r["id"] for r in mix.order(rows, "curriculum_difficulty", 0)] == ["1", "2", "0"]
+
+
+def test_the_order_of_sources_is_part_of_the_content_hash(tmp_path, make_cfg):
+  # Sources are read, deduplicated and mixed in order: listing them in another order (a YAML
+  # written with sorted keys) gives another output, so it must not reuse the first one.
+  cfg = make_cfg(tmp_path / "a")
+  reordered = dataclasses.replace(cfg, sources=dict(reversed(list(cfg.sources.items()))))
+  assert prepare.content_hash(cfg) != prepare.content_hash(reordered)
+  assert prepare.content_hash(cfg) == prepare.content_hash(dataclasses.replace(cfg))

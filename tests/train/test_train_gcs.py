@@ -4,8 +4,9 @@ PyPI's gcp-storage-emulator (pure Python) serves the GCS JSON API on loopback; e
 (through gcsfs) and Orbax's TensorStore talk to it as to the real service. (The
 fake-gcs-server binary was tried first: it stops answering TensorStore on the third
 checkpoint of a run.) The
-real `jax-sft` saves a run to gs://bkt/run, resumes it from there (bitwise against a local
-run), reads its base weights from gs:// and exports from the bucket.
+real `jax-sft` saves a run to gs://bkt/run, resumes it from there on "another machine"
+(bitwise against a local run), reads its base weights and its prepared data from gs:// and
+exports from the bucket.
 """
 
 import json
@@ -53,9 +54,10 @@ def gcs():
     os.environ.update(saved)
 
 
-def _jax_sft(env, *args):
+def _jax_sft(env, cache, *args):
+  """The real CLI; `cache` is its local cache of bucket files (a new one = a new machine)."""
   proc = subprocess.run([sys.executable, "-m", "jax_sft.cli", *args], capture_output=True,
-                        text=True, timeout=600, env=dict(os.environ, **env))
+                        text=True, timeout=600, env=dict(os.environ, **env, JAX_SFT_CACHE=cache))
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return proc.stdout
 
@@ -72,28 +74,35 @@ def test_train_resume_and_export_in_a_bucket(gcs, make_cfg, tmp_path):
   # takes the default OCDBT layout.
   flat = ["train.schedule=constant", "train.warmup_ratio=0", "checkpoint.every_steps=2",
           "checkpoint.keep=2", "train.max_steps=4", "checkpoint.ocdbt=false"]
-  cfg = make_cfg("gcs", *flat, "run_dir=gs://bkt/run", "model.init_from=gs://bkt/base")
+  cfg = make_cfg("gcs", *flat, "run_dir=gs://bkt/run", "model.init_from=gs://bkt/base",
+                 "data.output_dir=gs://bkt/data")
   # The released base weights live in the bucket too.
   local_base = tmp_path / "base"
   formats.save_kaggle_flax(formats.random_params(cfg.model, seed=5), str(local_base))
   storage.upload(str(local_base), "gs://bkt/base")
   path = tmp_path / "gcs.yaml"
-  path.write_text(yaml.safe_dump(config_lib.to_dict(cfg)))
+  path.write_text(yaml.safe_dump(config_lib.to_dict(cfg), sort_keys=False))  # sources in order
 
-  _jax_sft(gcs, "train", str(path), "--no-progress")
+  _jax_sft(gcs, str(tmp_path / "machine1"), "train", str(path), "--no-progress")
   run = epath.Path("gs://bkt/run")
   assert (run / "config.yaml").exists() and (run / "checkpoints" / "4" / "params").exists()
-  out = _jax_sft(gcs, "train", str(path), "--no-progress", "--resume", "train.max_steps=6")
+  assert epath.Path("gs://bkt/data/manifest.json").exists()  # prepared here, copied up
+  # Another machine: the prepared data and the base weights come down from the bucket.
+  out = _jax_sft(gcs, str(tmp_path / "machine2"), "train", str(path), "--no-progress",
+                 "--resume", "train.max_steps=6")
   assert "resumed from step 4" in out
 
-  local = make_cfg("local", *flat, "train.max_steps=6", f"model.init_from={local_base}")
+  local = make_cfg("local", *flat, "train.max_steps=6", f"model.init_from={local_base}",
+                   f"data.output_dir={tmp_path / 'local_data'}")
   loop.train(local, progress=False)
   want = _losses(open(os.path.join(local.run_dir, "metrics.jsonl")).read())
   assert _losses((run / "metrics.jsonl").read_text()) == want  # bitwise, every step
 
-  _jax_sft(gcs, "export", "gs://bkt/run", "--format", "safetensors", "--out",
-           str(tmp_path / "hf"))
+  _jax_sft(gcs, str(tmp_path / "machine2"), "export", "gs://bkt/run", "--format",
+           "safetensors", "--out", str(tmp_path / "hf"))
   exported = formats.load_params(str(tmp_path / "hf"), cfg.model)
+  _, in_bucket, _ = weights.load_for_inference("gs://bkt/run")
   _, final, _ = weights.load_for_inference(local.run_dir)
-  for a, b in zip(jax.tree.leaves(exported), jax.tree.leaves(final)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  for a, b, c in zip(jax.tree.leaves(exported), jax.tree.leaves(in_bucket), jax.tree.leaves(final)):
+    np.testing.assert_array_equal(np.asarray(b), np.asarray(c))  # the run in the bucket
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # its export
