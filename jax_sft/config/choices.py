@@ -52,6 +52,13 @@ class Remat(enum.StrEnum):
   dots = "dots"
 
 
+class AttentionImpl(enum.StrEnum):
+  """The attention core: XLA einsums, the splash Pallas kernel (TPU), or splash on TPU only."""
+  xla = "xla"
+  splash = "splash"
+  auto = "auto"
+
+
 class GatingLayout(enum.StrEnum):
   """Layout of mlp/gating_einsum in the checkpoint: (2, D, F) in Gemma 1/2, (2, F, D) in Gemma 3."""
   gemma2 = "gemma2"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from jax_sft.config.choices import (GLOBAL, LOCAL, AttentionType, DType, GatingLayout,
-                                    LoraTarget, Remat)
+from jax_sft.config.choices import (GLOBAL, LOCAL, AttentionImpl, AttentionType, DType,
+                                    GatingLayout, LoraTarget, Remat)
 
 
 @dataclasses.dataclass
@@ -43,6 +43,9 @@ class ModelConfig:
   param_dtype: DType = DType.float32
   compute_dtype: DType = DType.float32
   remat: Remat = Remat.none
+  # Attention core for training and eval (no KV cache): xla, splash (the Pallas TPU kernel;
+  # interpret mode off a TPU), auto = splash when compiling for TPU (model/attention.py).
+  attention: AttentionImpl = AttentionImpl.auto
   loss_chunk: int = 0  # positions per loss chunk; 0 = one chunk (full logits)
 
   def layer_types(self) -> list[str]:

@@ -18,8 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from jax_sft.config import GLOBAL, LoraConfig, ModelConfig, Remat
+from jax_sft.model import attention as attention_lib
 from jax_sft.model import params as params_lib
-from jax_sft.model.modules import Block, RMSNorm, attention_mask, softcap
+from jax_sft.model.attention import attention_mask, softcap
+from jax_sft.model.modules import Block, RMSNorm
 
 REMAT_POLICIES = {
     Remat.full: None,  # save nothing: recompute the whole layer in the backward pass
@@ -95,7 +97,10 @@ class Transformer(nn.Module):
       index = cache["index"]
       k_pos_BS = jax.lax.dynamic_update_slice_in_dim(cache["positions"], positions_BT, index, 1)
       k_seg_BS = jax.lax.dynamic_update_slice_in_dim(cache["segment_ids"], segment_ids_BT, index, 1)
-    masks = {w: attention_mask(positions_BT, segment_ids_BT, k_pos_BS, k_seg_BS, w)
+    # The splash kernel masks inside (segment ids, causal, window): no [B, T, S] mask.
+    splash = cache is None and attention_lib.use_splash(cfg, T)
+    masks = {w: None if splash else attention_mask(positions_BT, segment_ids_BT, k_pos_BS,
+                                                   k_seg_BS, w)
              for w in {None, cfg.sliding_window}}
 
     block_cls = Block
@@ -108,9 +113,10 @@ class Transformer(nn.Module):
       base = cfg.rope_base_local if local else cfg.rope_base_global
       rope_scale = 1.0 if local else cfg.rope_scale_global
       layer_cache = None if cache is None else cache[f"layer_{i}"]
-      block = block_cls(cfg, base, lora, rope_scale, name=f"layer_{i}")
+      window = cfg.sliding_window if local else None
+      block = block_cls(cfg, base, lora, rope_scale, window, name=f"layer_{i}")
       x_BTD, new_cache[f"layer_{i}"] = block(
-          x_BTD, positions_BT, masks[cfg.sliding_window if local else None], layer_cache, index)
+          x_BTD, positions_BT, segment_ids_BT, masks[window], layer_cache, index)
     x_BTD = RMSNorm(jnp.dtype(cfg.param_dtype), name="final_norm")(x_BTD)
 
     out = x_BTD if return_hidden else softcap(embedder.decode(x_BTD), cfg.final_softcap)

@@ -2,12 +2,14 @@
 
 Dimension alphabet (einsum strings and array-name suffixes):
   B batch, T query length, S key length, D embed, N heads, K kv heads, G heads per kv head,
-  H head dim, F mlp width, V vocab, C stacked weights (k/v, gate/up), r LoRA rank.
+  H head dim, F mlp width, V vocab, C stacked weights (k/v, gate/up), r LoRA rank,
+  X the T x G query rows of one KV head (attention.py stacks them for its matmuls).
 Parameter names are those of Kaggle's Flax checkpoints, so they restore without renaming.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import flax.linen as nn
@@ -15,17 +17,10 @@ import jax
 import jax.numpy as jnp
 
 from jax_sft.config import LoraConfig, ModelConfig
+from jax_sft.model import attention as attention_lib
 from jax_sft.model import lora as lora_lib
 from jax_sft.model import params as params_lib
-
-# Large negative rather than -inf: a fully masked (padding) row stays finite.
-NEG_INF = -2.3819763e38
-
-
-def softcap(x: jax.Array, cap: Optional[float]) -> jax.Array:
-  """tanh(x / cap) * cap, or x when cap is None."""
-  return x if cap is None else jnp.tanh(x / cap) * cap
-
+from jax_sft.model.attention import softcap  # noqa: F401  (re-exported: train/grpo_loss.py)
 
 class RMSNorm(nn.Module):
   """x * rsqrt(mean(x^2) + 1e-6) * (1 + scale), computed in float32."""
@@ -40,10 +35,34 @@ class RMSNorm(nn.Module):
     return (normed * (1.0 + scale.astype(jnp.float32))).astype(x.dtype)
 
 
+def _matmul(eq: str, x: jax.Array, w: jax.Array, flat: bool) -> jax.Array:
+  """einsum(eq, x, w); with `flat`, as one 2D matmul [rows, in] @ [in, out].
+
+  XLA:CPU turns the backward of a multi-dimensional einsum (contracting batch and length
+  at once for a weight gradient) into full-size transposed copies of the activations; on
+  bench-small they took a fifth of a step. Rows = x's leading letters, in = its trailing
+  letters that w contracts (w's own dims are reordered to match, a copy of the weight).
+  XLA:TPU assigns layouts itself, so TPU programs keep the einsum.
+  """
+  xs, rest = eq.split(",")
+  ws, ys = rest.split("->")
+  contract = "".join(c for c in xs if c in ws)
+  lead, out = xs[:len(xs) - len(contract)], "".join(c for c in ws if c not in xs)
+  if not flat or xs != lead + contract or ys != lead + out:
+    return jnp.einsum(eq, x, w)
+  w2 = jnp.einsum(f"{ws}->{contract}{out}", w) if ws != contract + out else w
+  n_in = math.prod(x.shape[len(lead):])
+  y2 = x.reshape(-1, n_in) @ w2.reshape(n_in, -1)
+  return y2.reshape(*x.shape[:len(lead)], *w2.shape[len(contract):])
+
+
 class Einsum(nn.Module):
   """A weight `w`, shaped and applied as its row of the weight table says, plus LoRA.
 
-  `spec` is the row (params.Weight); `adapters` the LoRA adapters enabled on it.
+  `spec` is the row (params.Weight); `adapters` the LoRA adapters enabled on it. A stacked
+  weight (a leading C axis: k/v, gate/up) returns a tuple of its C outputs, each from its
+  own slice of `w`: the [C, ...] activation is never built, so neither is its pad-and-add
+  cotangent (measured on bench-small: those copies cost a LoRA step more than its adapters).
   """
 
   spec: params_lib.Weight
@@ -53,21 +72,36 @@ class Einsum(nn.Module):
   lora_scale: float = 1.0
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array):
     cfg = self.cfg
     dtype = jnp.dtype(cfg.compute_dtype)
     w = self.param("w", nn.initializers.normal(0.02), self.spec.shape(cfg),
-                   jnp.dtype(cfg.param_dtype))
-    y = jnp.einsum(self.spec.einsum, x, w.astype(dtype))
+                   jnp.dtype(cfg.param_dtype)).astype(dtype)
+    eq, stacked = self.spec.einsum, "C" in self.spec.dims
+    flat = attention_lib.target_platform() == "cpu"
+    if stacked:
+      axis = self.spec.dims.index("C")
+      ys = [_matmul(eq.replace("C", ""), x, jnp.take(w, c, axis=axis), flat)
+            for c in range(w.shape[axis])]
+    else:
+      ys = [_matmul(eq, x, w, flat)]
     for ad in self.adapters:
       a_shape, b_shape = ad.shapes(cfg, self.lora_rank)
       a = self.variable("lora", ad.prefix + "a", lambda s=a_shape: lora_lib.init_a(
           self.make_rng("params"), s)).value
       b = self.variable("lora", ad.prefix + "b", jnp.zeros, b_shape, jnp.float32).value
-      delta = jnp.einsum(ad.eq_b, jnp.einsum(ad.eq_a, x, a.astype(dtype)), b.astype(dtype))
-      delta = (delta * self.lora_scale).astype(y.dtype)
-      y = y + delta if ad.index is None else y.at[ad.index].add(delta)
-    return y
+      # The scale multiplies the rank-r activations, the smallest array on the way.
+      xa = _matmul(ad.eq_a, x, a.astype(dtype), flat) * jnp.asarray(self.lora_scale, dtype)
+      if ad.index is not None:  # an adapter on one slice of a stacked weight
+        ys[ad.index] = ys[ad.index] + _matmul(ad.eq_b, xa, b.astype(dtype), flat).astype(dtype)
+      elif stacked:  # one A shared by every slice, B with the C axis
+        axis = ad.b_dims.index("C")
+        ys = [y + _matmul(ad.eq_b.replace("C", ""), xa, jnp.take(b, c, axis=axis).astype(dtype),
+                          flat).astype(dtype)
+              for c, y in enumerate(ys)]
+      else:
+        ys[0] = ys[0] + _matmul(ad.eq_b, xa, b.astype(dtype), flat).astype(dtype)
+    return tuple(ys) if stacked else ys[0]
 
 
 def projection(cfg: ModelConfig, path: str, lora: Optional[LoraConfig], name: str) -> Einsum:
@@ -90,32 +124,23 @@ def rope(x_BTNH: jax.Array, positions_BT: jax.Array, base: float, scale: float =
   return out.astype(x_BTNH.dtype)
 
 
-def attention_mask(q_pos_BT, q_seg_BT, k_pos_BS, k_seg_BS, window: Optional[int]) -> jax.Array:
-  """[B, T, S] bool: same example (segment > 0), causal by position, within the window.
-
-  The window is keras-hub's and gemma's: a key is visible while q_pos - k_pos < window.
-  """
-  mask = (q_seg_BT[:, :, None] == k_seg_BS[:, None, :]) & (k_seg_BS[:, None, :] != 0)
-  delta = q_pos_BT[:, :, None] - k_pos_BS[:, None, :]
-  mask &= delta >= 0
-  if window is not None:
-    mask &= delta < window
-  return mask
-
-
 class Attention(nn.Module):
-  """Grouped-query attention with soft-cap, optional QK-norm, RoPE and a KV cache."""
+  """Grouped-query attention with soft-cap, optional QK-norm, RoPE and a KV cache.
+
+  With `mask_BTS` the core is XLA's (attention.xla_attention); without, the splash kernel
+  masks by `segment_ids_BT`, causally and within `window` (attention.splash_attention).
+  """
 
   cfg: ModelConfig
   rope_base: float
   lora: Optional[LoraConfig] = None
   rope_scale: float = 1.0
+  window: Optional[int] = None
 
   @nn.compact
-  def __call__(self, x_BTD, positions_BT, mask_BTS, cache: Optional[dict] = None,
-               cache_index: Optional[jax.Array] = None):
+  def __call__(self, x_BTD, positions_BT, segment_ids_BT, mask_BTS,
+               cache: Optional[dict] = None, cache_index: Optional[jax.Array] = None):
     cfg = self.cfg
-    N, K, H = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     q_BTNH = projection(cfg, "attn/q_einsum/w", self.lora, "q_einsum")(x_BTD)
     k_BSKH, v_BSKH = projection(cfg, "attn/kv_einsum/w", self.lora, "kv_einsum")(x_BTD)
     if cfg.qk_norm:
@@ -134,15 +159,11 @@ class Attention(nn.Module):
                                                    cache_index, axis=1)
       new_cache = {"k": k_BSKH, "v": v_BSKH}
 
-    B, T = q_BTNH.shape[:2]
-    G = N // K
-    q_BTKGH = q_BTNH.reshape(B, T, K, G, H)
-    logits_BTKGS = jnp.einsum("BTKGH,BSKH->BTKGS", q_BTKGH, k_BSKH.astype(q_BTNH.dtype))
-    logits_BTKGS = softcap(logits_BTKGS.astype(jnp.float32), cfg.attn_softcap)
-    logits_BTKGS = jnp.where(mask_BTS[:, :, None, None, :], logits_BTKGS, NEG_INF)
-    probs_BTKGS = jax.nn.softmax(logits_BTKGS, axis=-1).astype(v_BSKH.dtype)
-    enc_BTNH = jnp.einsum("BTKGS,BSKH->BTKGH", probs_BTKGS, v_BSKH).reshape(B, T, N, H)
-    enc_BTNH = enc_BTNH.astype(q_BTNH.dtype)
+    if mask_BTS is None:
+      enc_BTNH = attention_lib.splash_attention(q_BTNH, k_BSKH, v_BSKH, segment_ids_BT,
+                                                self.window, cfg.attn_softcap)
+    else:
+      enc_BTNH = attention_lib.xla_attention(q_BTNH, k_BSKH, v_BSKH, mask_BTS, cfg.attn_softcap)
     out_BTD = projection(cfg, "attn/attn_vec_einsum/w", self.lora, "attn_vec_einsum")(enc_BTNH)
     return out_BTD, new_cache
 
@@ -163,20 +184,26 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-  """One decoder layer: pre-norm attention and MLP, post-norms for Gemma 2/3, residuals."""
+  """One decoder layer: pre-norm attention and MLP, post-norms for Gemma 2/3, residuals.
+
+  `mask_BTS` None: splash attention (segment ids, causal, `window`); see Attention.
+  """
 
   cfg: ModelConfig
   rope_base: float
   lora: Optional[LoraConfig] = None
   rope_scale: float = 1.0
+  window: Optional[int] = None
 
   @nn.compact
-  def __call__(self, x_BTD, positions_BT, mask_BTS, cache=None, cache_index=None):
+  def __call__(self, x_BTD, positions_BT, segment_ids_BT, mask_BTS, cache=None,
+               cache_index=None):
     cfg = self.cfg
     pdt = jnp.dtype(cfg.param_dtype)
     h_BTD = RMSNorm(pdt, name="pre_attention_norm")(x_BTD)
-    h_BTD, new_cache = Attention(cfg, self.rope_base, self.lora, self.rope_scale, name="attn")(
-        h_BTD, positions_BT, mask_BTS, cache, cache_index)
+    h_BTD, new_cache = Attention(cfg, self.rope_base, self.lora, self.rope_scale, self.window,
+                                 name="attn")(h_BTD, positions_BT, segment_ids_BT, mask_BTS,
+                                              cache, cache_index)
     if cfg.post_norms:
       h_BTD = RMSNorm(pdt, name="post_attention_norm")(h_BTD)
     x_BTD = x_BTD + h_BTD
