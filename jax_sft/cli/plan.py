@@ -13,6 +13,7 @@ import os
 import sys
 
 from jax_sft import config as config_lib
+from jax_sft.tpu import memory
 from jax_sft.tpu import plan as plan_lib
 from jax_sft.tpu import topologies
 from jax_sft.train import compile_cache
@@ -33,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--time-budget", default=None,
                  help="session length for epochs-in-budget (default: train.time_budget or 8h30m)")
   p.add_argument("--json", action="store_true", help="one JSON line per plan on stdout")
+  p.add_argument("--memory", metavar="DIR", default=None,
+                 help="dump XLA's buffer assignment into DIR and print what is live at the"
+                      " peak, by kind (loss chunks, attention, activations, gradients, ...)")
   p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
 
 
@@ -43,8 +47,9 @@ def _gib(b: float) -> str:
 def describe(p) -> str:
   """A human-readable report of one Plan."""
   lines = [
-      f"{p.topology}: {p.num_devices} x {p.device_kind}, mesh {p.mesh}, {p.mode} SFT,"
-      f" global batch {p.batch_size} x seq {p.seq_len} (compiled in {p.compile_s:.0f}s)"]
+      f"{p.topology}: {p.num_devices} x {p.device_kind}, mesh {p.mesh}, {p.mode} {p.objective.upper()},"
+      f" global batch {p.batch_size} x seq {p.seq_len}, {p.attention} attention"
+      f" (compiled in {p.compile_s:.0f}s)"]
   if p.total_bytes:
     lines += [
         "per device:",
@@ -55,6 +60,9 @@ def describe(p) -> str:
         f"  XLA flops/step {p.flops:.3e}; roofline step ({p.roofline}) {p.optimal_seconds * 1e3:.1f} ms"
         f" -> at most {p.tokens_per_s:,.0f} tokens/s (whole slice)",
     ]
+    if p.objective == "grpo":
+      lines.insert(1, f"GRPO: sampler {_gib(p.grpo_sample_bytes)}, update"
+                      f" {_gib(p.grpo_update_bytes)} per device; the larger is shown below")
     ep = p.epoch or {}
     if ep.get("rows"):
       lines.append(
@@ -92,9 +100,11 @@ def run(args: argparse.Namespace) -> int:
     if args.find_batch:
       best, plans = plan_lib.find_batch(cfg, topology, hbm_gib=args.hbm_gib,
                                         max_per_device=args.max_per_device,
-                                        time_budget=args.time_budget, log=log)
+                                        time_budget=args.time_budget, log=log,
+                                        memory_dir=args.memory)
     else:
-      best = plan_lib.plan(cfg, topology, hbm_gib=args.hbm_gib, time_budget=args.time_budget)
+      best = plan_lib.plan(cfg, topology, hbm_gib=args.hbm_gib, time_budget=args.time_budget,
+                           memory_dir=args.memory)
       plans = [best]
   except MeshError as e:
     print(f"jax-sft plan: {e}", file=sys.stderr)
@@ -102,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
   if args.json:
     for p in plans:
       print(json.dumps(dict(dataclasses.asdict(p), verdict=p.verdict)), flush=True)
+  if args.memory and best is not None and best.memory_kinds:
+    log(memory.render_kinds(best.memory_kinds, best.temp_bytes))
   if args.find_batch:
     if best is None:
       log("no per-device batch fits, not even 1: try LoRA, model.remat=full,"

@@ -73,11 +73,12 @@ class Trainer:
     (sharded like them); under LoRA the base with the adapters off, so nothing ({})."""
     return {} if self.lora else self.base_sh
 
-  def compile(self):
+  def compile(self, compiler_options: Optional[dict] = None):
     """The train step compiled ahead of time for this mesh (no weights needed); for GRPO
-    the (sampler, update) pair."""
+    the (sampler, update) pair. `compiler_options` go to XLA (e.g. xla_dump_to)."""
+    opts = dict(compiler_options=compiler_options) if compiler_options else {}
     if self.grpo is None:
-      return self.train_step.lower(*self.abstract_args()).compile()
+      return self.train_step.lower(*self.abstract_args()).compile(**opts)
     state, frozen, _ = self.abstract_args()
     prompts, batch = grpo_step.abstract_batch(self.cfg, self.mesh)
     reference = ({} if self.lora else jax.tree.map(
@@ -85,8 +86,8 @@ class Trainer:
         self.base_sh))
     key = jax.ShapeDtypeStruct(jax.random.key_data(jax.random.key(0)).shape, "uint32")
     sample = self.grpo.sample.lower(state.params, frozen, prompts["tokens"], prompts["positions"],
-                                    prompts["segments"], key).compile()
-    update = self.grpo.update.lower(state, frozen, reference, batch).compile()
+                                    prompts["segments"], key).compile(**opts)
+    update = self.grpo.update.lower(state, frozen, reference, batch).compile(**opts)
     return sample, update
 
   def init_state(self, trainable: PyTree, donate: bool = False) -> state_lib.TrainState:
