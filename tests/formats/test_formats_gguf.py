@@ -21,6 +21,8 @@ gguf = pytest.importorskip("gguf")
 
 ARCH = {"tiny_gemma1": "GEMMA", "tiny_gemma2": "GEMMA2", "tiny_gemma3": "GEMMA3"}
 
+EPS = float(np.finfo(np.float32).eps)  # one ulp of 1.0 in float32
+
 
 def _vocab(size: int) -> gguf_vocab.Vocab:
   """A made-up SentencePiece-style vocabulary of `size` pieces with Gemma's special ids."""
@@ -63,7 +65,7 @@ def test_round_trip_and_config_from_metadata(tmp_path, preset):
   back = formats.shapes.flatten(formats.load_params(path, cfg))
   for p, want in formats.shapes.flatten(params).items():
     if p.endswith("/scale"):  # stored as 1 + w in float32: (1 + w) - 1 is w to one ulp of 1 + w
-      np.testing.assert_allclose(back[p], want, rtol=0, atol=np.spacing(np.float32(4)), err_msg=p)
+      np.testing.assert_allclose(back[p], want, rtol=EPS, atol=EPS, err_msg=p)  # eps (1 + |w|)
     else:
       np.testing.assert_array_equal(np.asarray(back[p]), want, err_msg=p)
 
@@ -228,8 +230,11 @@ def test_lora_run_exports_merged_gguf(tmp_path, capsys):
   merged = formats.shapes.flatten(lora_lib.merge(base, adapters, run_cfg.model, run_cfg.lora))
   back = formats.shapes.flatten(formats.load_params(out, run_cfg.model))
   for p, want in merged.items():
-    atol = np.spacing(np.float32(4)) if p.endswith("/scale") else 0
-    np.testing.assert_allclose(np.asarray(back[p]), np.asarray(want), rtol=0, atol=atol, err_msg=p)
+    if p.endswith("/scale"):  # stored as 1 + w: exact to one ulp of 1 + w, eps (1 + |w|)
+      np.testing.assert_allclose(np.asarray(back[p]), np.asarray(want), rtol=EPS, atol=EPS,
+                                 err_msg=p)
+    else:
+      np.testing.assert_array_equal(np.asarray(back[p]), np.asarray(want), err_msg=p)
   q = "layer_0/attn/q_einsum/w"
   assert not np.array_equal(merged[q], formats.shapes.flatten(base)[q])  # LoRA did move it
   # The run's tokenizer (the bundled sample model) travels in the file.
