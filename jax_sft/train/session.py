@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+from jax_sft.config import Objective
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import compat
 from jax_sft.train import state as state_lib
@@ -92,9 +93,15 @@ def _resume(trainer: Trainer, ckpt: ckpt_lib.Checkpointer, data_iter, stream: Op
 
 
 def _warm_start(trainer: Trainer, init_from: str, init_optimizer: bool, note: str) -> Start:
+  cfg = trainer.cfg
   if not ckpt_lib.is_run(init_from):
     return _warm_start_from_weights(trainer, init_from, init_optimizer, note)
-  cfg = trainer.cfg
+  if trainer.lora and cfg.train.objective == Objective.grpo:
+    # GRPO's reference policy under LoRA is the frozen base with the adapters off, and it
+    # must be the model GRPO starts from (the SFT run), not the pretrained base the SFT
+    # adapters sit on: the run's adapters are merged into the base and GRPO trains new ones
+    # (its meta then names the run as the base, which a resume or an export merges again).
+    return _warm_start_from_weights(trainer, init_from, init_optimizer, note)
   src, step = ckpt_lib.open_read_only(init_from)
   src.check_compatible(step, cfg, trainer.trainable_abstract)
   src_meta = src.read_json(step, "meta")
@@ -118,15 +125,17 @@ def _warm_start_from_weights(trainer: Trainer, path: str, init_optimizer: bool,
   """An export or released weights: the model only (LoRA: new adapters on top of it)."""
   if init_optimizer:
     raise ckpt_lib.CheckpointError(
-        f"--init-optimizer: {path} is an export or released weights and holds no optimizer"
-        " state; drop --init-optimizer, or --init-from the run's checkpoints instead")
+        f"--init-optimizer: {path} is an export or released weights (or, for GRPO under"
+        " LoRA, a run whose adapters are merged into the base), so there is no optimizer"
+        " state to carry over; drop --init-optimizer")
   params = weights.load_base(trainer.cfg, path, shardings=trainer.base_sh)
   if trainer.lora:
     state, frozen = trainer.init_state(trainer.new_adapters()), params
   else:
     state, frozen = trainer.init_state(params, donate=True), {}
-  note += (f"warm start from {path}: weights only (an export or released checkpoint),"
-           " with a fresh optimizer")
+  note += (f"warm start from {path}: its weights only" + (
+      ", LoRA merged, under new adapters" if trainer.lora and ckpt_lib.is_run(path) else "")
+      + ", with a fresh optimizer")
   return Start(state, frozen, None, note, base_weights=path)
 
 

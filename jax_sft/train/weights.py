@@ -109,8 +109,8 @@ def load(path: str, model_cfg: config_lib.ModelConfig, shardings: Optional[PyTre
   if not ckpt_lib.is_run(path):
     return formats.load_params(storage.local_copy(path), model_cfg, shardings)
   run_cfg, params, adapters = load_for_inference(path, shardings)
-  if adapters is not None:
-    params = lora_lib.merge(params, adapters, run_cfg.model, run_cfg.lora)
+  if adapters is not None:  # (restored unplaced: as host arrays they follow the base's placement)
+    params = lora_lib.merge(params, jax.device_get(adapters), run_cfg.model, run_cfg.lora)
   found = {p: tuple(x.shape) for p, x in formats.shapes.flatten(params).items()}
   formats.check_shapes(found, model_cfg, source=path)
   return params

@@ -47,3 +47,23 @@ def test_resume_is_bitwise(make_cfg, monkeypatch):
   _, b, _ = weights.load_for_inference(cfg.run_dir)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_lora_grpo_after_lora_sft_takes_the_sft_model_as_its_reference(make_cfg):
+  """GRPO under LoRA, warm-started from a LoRA SFT run: the reference (the base with the
+  adapters off) must be the SFT model, not the pretrained base under the SFT adapters, or
+  the KL term pulls the polish back to the untuned model. So the SFT adapters are merged into
+  the base and GRPO starts new ones: the first step's KL is exactly 0, and the exported model
+  is the SFT model plus GRPO's change."""
+  sft = make_cfg("sft", "lora.enabled=true", "lora.rank=4", "train.max_steps=4",
+                 "train.learning_rate=5e-2", "train.schedule=constant", "train.warmup_ratio=0")
+  loop.train(sft, progress=False)
+  _, base, adapters = weights.load_for_inference(sft.run_dir)
+  assert any(np.abs(np.asarray(b)).max() > 0 for b in jax.tree.leaves(adapters))  # SFT moved
+  cfg = make_cfg("grpo", *GRPO, "lora.enabled=true", "lora.rank=4", "train.max_steps=2")
+  loop.train(cfg, init_from=sft.run_dir, progress=False, reward_fn=e_share)
+  assert per_step(cfg.run_dir, "kl")[1] == 0.0
+  run_cfg, grpo_base, _ = weights.load_for_inference(cfg.run_dir)
+  sft_model = weights.load(sft.run_dir, run_cfg.model)  # base + SFT adapters, merged
+  for a, b in zip(jax.tree.leaves(grpo_base), jax.tree.leaves(sft_model)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
