@@ -5,7 +5,9 @@ import os
 
 import jax
 import numpy as np
+import yaml
 
+from jax_sft import config as config_lib
 from jax_sft.train import stopping
 
 
@@ -33,3 +35,12 @@ def stop_before_step(monkeypatch, k: int) -> None:
     calls["n"] += 1
     return "test stop" if calls["n"] == k + 1 else real(self, step_s, save_s)
   monkeypatch.setattr(stopping.StopFlags, "should_stop", should_stop)
+
+
+def write_config(path, cfg, drop: tuple[str, ...] = ()) -> str:
+  """`cfg` as a YAML file for the CLI, keys in the config's own order: data sources are mixed
+  in their listed order (part of the prepared data's hash), which sorted keys would change."""
+  raw = {k: v for k, v in config_lib.to_dict(cfg).items() if k not in drop}
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(yaml.safe_dump(raw, sort_keys=False))
+  return str(path)

@@ -16,14 +16,13 @@ import time
 import jax
 import numpy as np
 import pytest
-import yaml
 
 from jax_sft import config as config_lib
 from jax_sft.data.tokenizer import sample_tokenizer_path
 from jax_sft.model import formats
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import loop, weights
-from helpers import per_step
+from helpers import per_step, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KAGGLE = os.path.join(REPO, "tpu_scripts", "kaggle_train.py")
@@ -85,8 +84,7 @@ def test_a_kaggle_week(tmp_path, mode):
   formats.save_kaggle_flax(formats.random_params(cfg.model, seed=3), str(model_root / "tiny-it"))
   shutil.copy(sample_tokenizer_path(), model_root / "tokenizer.model")
   path = tmp_path / "week.yaml"
-  path.write_text(yaml.safe_dump({k: v for k, v in config_lib.to_dict(cfg).items()
-                                  if k not in ("run_dir",)}))
+  write_config(path, cfg, drop=("run_dir",))
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   common = ["--config", str(path), "--export-reserve", "5s", "--output-limit-gb", str(CAP_GB)]
 

@@ -10,6 +10,7 @@ from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import export as export_lib
 from jax_sft.train import loop, weights
 from jax_sft.config import CheckpointConfig
+from helpers import write_config
 
 
 def test_export_lora_run_merged_round_trips(make_cfg, tmp_path):
@@ -65,11 +66,9 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, make_cfg):
     ("model.vocab_size=512", "model.vocab_size=512"),         # the 1024-piece tokenizer
 ])
 def test_bad_config_is_named_before_compiling(make_cfg, tmp_path, capsys, monkeypatch, override, key):
-  import yaml
-  from jax_sft import config as config_lib
   from jax_sft.train import step
   path = tmp_path / "cfg.yaml"
-  path.write_text(yaml.safe_dump(config_lib.to_dict(make_cfg("bad"))))
+  write_config(path, make_cfg("bad"))
 
   def no_compile(*a, **k):
     raise AssertionError("compiled before rejecting the config")

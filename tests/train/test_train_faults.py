@@ -14,12 +14,10 @@ import time
 
 import numpy as np
 import pytest
-import yaml
 
-from jax_sft import config as config_lib
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import loop, weights
-from helpers import leaves, per_step, stop_before_step
+from helpers import leaves, per_step, stop_before_step, write_config
 
 STEPS = ["train.max_steps=8", "checkpoint.every_steps=2", "checkpoint.keep=4"]
 
@@ -87,7 +85,7 @@ def test_resume_refuses_another_data_stream(make_cfg, monkeypatch, override, key
 
 
 def _write(cfg, path):
-  path.write_text(yaml.safe_dump(config_lib.to_dict(cfg)))
+  write_config(path, cfg)
   return str(path)
 
 

@@ -18,13 +18,12 @@ import sys
 import jax
 import numpy as np
 import pytest
-import yaml
 from etils import epath
 
-from jax_sft import config as config_lib
 from jax_sft import storage
 from jax_sft.model import formats
 from jax_sft.train import loop, weights
+from helpers import write_config
 
 # The test extra installs it (pyproject.toml); it is not one of the product's dependencies.
 emulator = pytest.importorskip("gcp_storage_emulator.server")
@@ -81,7 +80,7 @@ def test_train_resume_and_export_in_a_bucket(gcs, make_cfg, tmp_path):
   formats.save_kaggle_flax(formats.random_params(cfg.model, seed=5), str(local_base))
   storage.upload(str(local_base), "gs://bkt/base")
   path = tmp_path / "gcs.yaml"
-  path.write_text(yaml.safe_dump(config_lib.to_dict(cfg), sort_keys=False))  # sources in order
+  write_config(path, cfg)
 
   _jax_sft(gcs, str(tmp_path / "machine1"), "train", str(path), "--no-progress")
   run = epath.Path("gs://bkt/run")

@@ -12,11 +12,9 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
-from jax_sft import config as config_lib
 from jax_sft.train import checkpoint as ckpt_lib
-from helpers import per_step
+from helpers import per_step, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,7 +53,7 @@ def test_two_processes_train_resume_elsewhere_and_evaluate(make_cfg, tmp_path):
                  "eval.at_end=true", "eval.num_prompts=4", "eval.batch_size=4",
                  "eval.max_new_tokens=8", "eval.loss_batches=1")
   path = tmp_path / "multi.yaml"
-  path.write_text(yaml.safe_dump(config_lib.to_dict(cfg)))
+  write_config(path, cfg)
 
   first = _train(path, 2)
   assert "Q:" in first[0] and "eval report" in first[0]  # generations and the report, on host 0
@@ -69,7 +67,7 @@ def test_two_processes_train_resume_elsewhere_and_evaluate(make_cfg, tmp_path):
 
   one = make_cfg("single", *flat_lr, "train.max_steps=8", "checkpoint.every_steps=0")
   one_path = tmp_path / "single.yaml"
-  one_path.write_text(yaml.safe_dump(config_lib.to_dict(one)))
+  write_config(one_path, one)
   _train(one_path, 1)
   got, want = per_step(cfg.run_dir), per_step(one.run_dir)
   assert sorted(got) == sorted(want) == list(range(1, 9))

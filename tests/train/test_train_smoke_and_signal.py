@@ -8,11 +8,10 @@ import sys
 import time
 
 import pytest
-import yaml
 
-from jax_sft import config as config_lib
 from jax_sft.train import checkpoint as ckpt_lib
 from jax_sft.train import loop
+from helpers import write_config
 
 from conftest import SMOKE
 
@@ -41,7 +40,7 @@ def test_smoke_config_overfits(tmp_path):
 def test_sigterm_checkpoints_and_exits_zero_then_resumes(make_cfg, tmp_path):
   cfg = make_cfg("sig", "train.max_steps=100000", "checkpoint.every_steps=0")
   path = tmp_path / "sig.yaml"
-  path.write_text(yaml.safe_dump(config_lib.to_dict(cfg)))
+  write_config(path, cfg)
   proc = subprocess.Popen([sys.executable, "-m", "jax_sft.cli", "train", str(path), "--no-progress"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   metrics = os.path.join(cfg.run_dir, "metrics.jsonl")
