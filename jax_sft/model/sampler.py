@@ -79,7 +79,8 @@ def decode(variables, tokens_BP, positions_BP, segments_BP, rng, *, model, max_n
   """
   B, P = tokens_BP.shape
   cache = init_cache(model.config, B, P + max_new_tokens)
-  logits_BPV, cache = model.apply(variables, tokens_BP, positions_BP, segments_BP, cache=cache)
+  logits_B1V, cache = model.apply(variables, tokens_BP, positions_BP, segments_BP, cache=cache,
+                                  last_only=True)
   next_pos_B = positions_BP[:, -1] + 1
   stops = jnp.asarray(stop_ids or (-1,), jnp.int32)
 
@@ -87,7 +88,7 @@ def decode(variables, tokens_BP, positions_BP, segments_BP, rng, *, model, max_n
     return jnp.any(tok_B[:, None] == stops[None, :], axis=-1)
 
   rng, sub = jax.random.split(rng)
-  tok_B = sample_logits(sub, logits_BPV[:, -1], temperature, top_k, top_p)
+  tok_B = sample_logits(sub, logits_B1V[:, -1], temperature, top_k, top_p)
   out_BN = jnp.full((B, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(tok_B)
   state = (cache, tok_B, next_pos_B, is_stop(tok_B), out_BN, jnp.ones((B,), jnp.int32),
            jnp.int32(1), rng)
