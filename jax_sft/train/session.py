@@ -125,9 +125,9 @@ def _warm_start_from_weights(trainer: Trainer, path: str, init_optimizer: bool,
   """An export or released weights: the model only (LoRA: new adapters on top of it)."""
   if init_optimizer:
     raise ckpt_lib.CheckpointError(
-        f"--init-optimizer: {path} is an export or released weights (or, for GRPO under"
-        " LoRA, a run whose adapters are merged into the base), so there is no optimizer"
-        " state to carry over; drop --init-optimizer")
+        f"--init-optimizer: {path} holds no optimizer state to carry over (an export or"
+        " released weights, or, for GRPO under LoRA, a run whose adapters are merged into"
+        " the base under new ones); drop --init-optimizer")
   params = weights.load_base(trainer.cfg, path, shardings=trainer.base_sh)
   if trainer.lora:
     state, frozen = trainer.init_state(trainer.new_adapters()), params
