@@ -4,6 +4,7 @@
   python tpu_scripts/plan_table.py                 # compile every row (minutes each), render
   python tpu_scripts/plan_table.py --only gemma2_2b_full_s1_2048   # recompile some rows
   python tpu_scripts/plan_table.py --render-only   # re-render from docs/tpu_plan.jsonl
+  python tpu_scripts/plan_table.py --only gemma3_270m_lora_s1_2048 --find-batch  # + largest batch
 
 Each row runs `jax-sft plan --json` in its own process (a full-size compile holds several
 GB) and its JSON line is kept in docs/tpu_plan.jsonl, keyed by row name, so rows can be
@@ -34,6 +35,13 @@ ROWS = [
     ("gemma2_2b_lora_s1_1024", "configs/gemma2_2b_lora_s1_1024.yaml", []),
     ("gemma3_1b_full_s1_2048", "configs/gemma3_1b_full_s1_2048.yaml", []),
     ("gemma3_1b_lora_s1_2048", "configs/gemma3_1b_lora_s1_2048.yaml", []),
+    ("gemma3_1b_full_s1_1024", "configs/gemma3_1b_full_s1_1024.yaml", []),
+    ("gemma3_1b_lora_s1_1024", "configs/gemma3_1b_lora_s1_1024.yaml", []),
+    # The real-Gemma rehearsal's model (Gemma 3 270M) on the users' mix and slice.
+    ("gemma3_270m_full_s1_2048", "configs/gemma3_1b_full_s1_2048.yaml",
+     ["model.preset=gemma3_270m"]),
+    ("gemma3_270m_lora_s1_2048", "configs/gemma3_1b_lora_s1_2048.yaml",
+     ["model.preset=gemma3_270m"]),
     ("gemma2_2b_full_2048_b8", "configs/gemma2_2b_full_s1_2048.yaml", ["train.batch_size=8"]),
     ("gemma2_2b_full_1024_b8", "configs/gemma2_2b_full_s1_1024.yaml", ["train.batch_size=8"]),
     ("gemma2_2b_lora_2048_b8", "configs/gemma2_2b_lora_s1_2048.yaml", ["train.batch_size=8"]),
@@ -56,25 +64,34 @@ def save_results(results: dict[str, dict]) -> None:
 
 
 def compile_row(name: str, config: str, overrides: list[str], topology: str,
-                runner: list[str]) -> dict:
-  """Runs `jax-sft plan --json` for one row; returns its JSON (or the error)."""
+                runner: list[str], find_batch: bool = False) -> dict:
+  """Runs `jax-sft plan --json` for one row; returns its JSON (or the error).
+
+  With `find_batch`, the row is the config's own batch (the search compiles it first) and
+  `largest_batch` the largest global batch the search found to fit.
+  """
   cmd = [sys.executable, *runner, "plan", config, *overrides,
-         "--topology", topology, "--json"]
+         "--topology", topology, "--json"] + (["--find-batch"] if find_batch else [])
   print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
-  lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-  if not lines:
+  plans = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+  if not plans:
     return {"row": name, "config": config, "overrides": overrides,
             "error": (out.stderr.strip().splitlines() or ["no output"])[-1][:300]}
-  return dict(json.loads(lines[-1]), row=name, config=config, overrides=overrides)
+  row = dict(plans[0] if find_batch else plans[-1], row=name, config=config,
+             overrides=overrides)
+  if find_batch:
+    fitting = [p["batch_size"] for p in plans if p["fits"]]
+    row["largest_batch"] = max(fitting) if fitting else 0
+  return row
 
 
 def render(results: dict[str, dict]) -> str:
   """The Markdown table for every row with a result."""
   head = ("| row | mode | global batch x seq | per chip: args / temp / total GiB | verdict "
           "| XLA TFLOP/step/chip | roofline tokens/s | h per epoch: roofline / at 40% | "
-          "epochs in 8.5 h at 40% |\n"
-          "|---|---|---|---|---|---|---|---|---|\n")
+          "epochs in 8.5 h at 40% | largest global batch |\n"
+          "|---|---|---|---|---|---|---|---|---|---|\n")
   body, notes = [], []
   for name, _, _ in ROWS:
     r = results.get(name)
@@ -84,7 +101,7 @@ def render(results: dict[str, dict]) -> str:
       notes.append(f"{name}: {r['note']}")
       name += " (note)"
     if "error" in r and "fits" not in r:
-      body.append(f"| {name} | | | | plan failed: {r['error']} | | | | |")
+      body.append(f"| {name} | | | | plan failed: {r['error']} | | | | | |")
       continue
     mem = (f"{r['argument_bytes'] / GiB:.2f} / {r['temp_bytes'] / GiB:.2f} / "
            f"**{r['total_bytes'] / GiB:.2f}**") if r["total_bytes"] else "compiler: out of HBM"
@@ -93,7 +110,8 @@ def render(results: dict[str, dict]) -> str:
         f"| {name} | {r['mode']} | {r['batch_size']} x {r['seq_len']} | {mem} | {verdict} "
         f"| {r['flops'] / 1e12:.1f} | {r['tokens_per_s']:,.0f} "
         f"| {r['hours_per_epoch']:.2f} / {r['hours_per_epoch'] / REAL:.2f} "
-        f"| {r['epochs_in_budget'] * REAL:.1f} |")
+        f"| {r['epochs_in_budget'] * REAL:.1f} "
+        f"| {r.get('largest_batch') or 'not searched'} |")
   foot = "".join(f"\n(note) {n}\n" for n in notes)
   return head + "\n".join(body) + "\n" + foot
 
@@ -114,6 +132,8 @@ def main() -> int:
   p.add_argument("--topology", default="v5e-8")
   p.add_argument("--only", nargs="*", help="row names to recompile (default: all)")
   p.add_argument("--render-only", action="store_true")
+  p.add_argument("--find-batch", action="store_true",
+                 help="also search the largest global batch that fits (4-7 compiles a row)")
   p.add_argument("--runner", default="-m jax_sft.cli",
                  help="how to start the CLI under this Python (a wrapper script for testing)")
   args = p.parse_args()
@@ -122,7 +142,8 @@ def main() -> int:
     for name, config, overrides in ROWS:
       if args.only and name not in args.only:
         continue
-      results[name] = compile_row(name, config, overrides, args.topology, args.runner.split())
+      results[name] = compile_row(name, config, overrides, args.topology, args.runner.split(),
+                                  args.find_batch)
       save_results(results)  # keep finished rows if a later one is interrupted
   write_doc(render(results))
   print(render(results))

@@ -20,10 +20,13 @@ def test_render_and_write_between_markers(tmp_path, monkeypatch):
          "temp_bytes": 3 * 2**30, "total_bytes": 5 * 2**30, "fits": True, "flops": 2e13,
          "tokens_per_s": 50000.0, "hours_per_epoch": 0.5, "epochs_in_budget": 17.0}
   table = mod.render({"gemma2_2b_lora_s1_2048": row,
+                      "gemma3_270m_lora_s1_2048": dict(row, largest_batch=256),
                       "gemma2_2b_full_s1_2048": {"error": "boom", "row": "x"}})
   lines = table.splitlines()
   assert "| gemma2_2b_lora_s1_2048 | lora | 16 x 2048 | 1.00 / 3.00 / **5.00** | fits | 20.0 |" \
-      " 50,000 | 0.50 / 1.25 | 6.8 |" in lines
+      " 50,000 | 0.50 / 1.25 | 6.8 | not searched |" in lines
+  assert any(line.startswith("| gemma3_270m_lora_s1_2048 |") and line.endswith("| 256 |")
+             for line in lines)
   assert any("plan failed: boom" in line for line in lines)
   doc = tmp_path / "tpu.md"
   doc.write_text(f"intro\n{mod.START}\nold table\n{mod.END}\noutro\n")
@@ -32,3 +35,20 @@ def test_render_and_write_between_markers(tmp_path, monkeypatch):
   text = doc.read_text()
   assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
   assert table in text
+
+
+def test_find_batch_row_keeps_the_configs_batch_and_the_largest_that_fits(tmp_path):
+  """compile_row with --find-batch: the search's first plan (the config's own batch) is the
+  row, and largest_batch is the largest batch among the plans that fit."""
+  mod = _module()
+  fake = tmp_path / "fake_cli.py"
+  fake.write_text(
+      "import json, sys\n"
+      "assert '--find-batch' in sys.argv, sys.argv\n"
+      "for b, fits in [(16, True), (32, True), (64, False), (48, True), (56, False)]:\n"
+      "  print(json.dumps({'batch_size': b, 'fits': fits}))\n")
+  row = mod.compile_row("r", "c.yaml", [], "v5e-8", [str(fake)], find_batch=True)
+  assert row["batch_size"] == 16 and row["largest_batch"] == 48
+  plain = tmp_path / "plain_cli.py"
+  plain.write_text("import json\nprint(json.dumps({'batch_size': 16, 'fits': False}))\n")
+  assert "largest_batch" not in mod.compile_row("r", "c.yaml", [], "v5e-8", [str(plain)])
