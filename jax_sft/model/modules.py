@@ -85,22 +85,23 @@ class Einsum(nn.Module):
             for c in range(w.shape[axis])]
     else:
       ys = [_matmul(eq, x, w, flat)]
-    for ad in self.adapters:
-      a_shape, b_shape = ad.shapes(cfg, self.lora_rank)
-      a = self.variable("lora", ad.prefix + "a", lambda s=a_shape: lora_lib.init_a(
-          self.make_rng("params"), s)).value
-      b = self.variable("lora", ad.prefix + "b", jnp.zeros, b_shape, jnp.float32).value
-      # The scale multiplies the rank-r activations, the smallest array on the way.
-      xa = _matmul(ad.eq_a, x, a.astype(dtype), flat) * jnp.asarray(self.lora_scale, dtype)
-      if ad.index is not None:  # an adapter on one slice of a stacked weight
-        ys[ad.index] = ys[ad.index] + _matmul(ad.eq_b, xa, b.astype(dtype), flat).astype(dtype)
-      elif stacked:  # one A shared by every slice, B with the C axis
-        axis = ad.b_dims.index("C")
-        ys = [y + _matmul(ad.eq_b.replace("C", ""), xa, jnp.take(b, c, axis=axis).astype(dtype),
-                          flat).astype(dtype)
-              for c, y in enumerate(ys)]
-      else:
-        ys[0] = ys[0] + _matmul(ad.eq_b, xa, b.astype(dtype), flat).astype(dtype)
+    with jax.named_scope("lora"):  # the adapters' ops, by name in profiles and HLO
+      for ad in self.adapters:
+        a_shape, b_shape = ad.shapes(cfg, self.lora_rank)
+        a = self.variable("lora", ad.prefix + "a", lambda s=a_shape: lora_lib.init_a(
+            self.make_rng("params"), s)).value
+        b = self.variable("lora", ad.prefix + "b", jnp.zeros, b_shape, jnp.float32).value
+        # The scale multiplies the rank-r activations, the smallest array on the way.
+        xa = _matmul(ad.eq_a, x, a.astype(dtype), flat) * jnp.asarray(self.lora_scale, dtype)
+        if ad.index is not None:  # an adapter on one slice of a stacked weight
+          ys[ad.index] = ys[ad.index] + _matmul(ad.eq_b, xa, b.astype(dtype), flat).astype(dtype)
+        elif stacked:  # one A shared by every slice, B with the C axis
+          axis = ad.b_dims.index("C")
+          ys = [y + _matmul(ad.eq_b.replace("C", ""), xa, jnp.take(b, c, axis=axis).astype(dtype),
+                            flat).astype(dtype)
+                for c, y in enumerate(ys)]
+        else:
+          ys[0] = ys[0] + _matmul(ad.eq_b, xa, b.astype(dtype), flat).astype(dtype)
     return tuple(ys) if stacked else ys[0]
 
 
