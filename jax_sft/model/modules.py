@@ -128,7 +128,8 @@ def rope(x_BTNH: jax.Array, positions_BT: jax.Array, base: float, scale: float =
 class Attention(nn.Module):
   """Grouped-query attention with soft-cap, optional QK-norm, RoPE and a KV cache.
 
-  With `mask_BTS` the core is XLA's (attention.xla_attention); without, the splash kernel
+  With `mask_BTS` the core is XLA's (attention.causal_xla_attention, in query blocks when
+  there is no KV cache); without, the splash kernel
   masks by `segment_ids_BT`, causally and within `window` (attention.splash_attention).
   """
 
@@ -164,7 +165,9 @@ class Attention(nn.Module):
       enc_BTNH = attention_lib.splash_attention(q_BTNH, k_BSKH, v_BSKH, segment_ids_BT,
                                                 self.window, cfg.attn_softcap)
     else:
-      enc_BTNH = attention_lib.xla_attention(q_BTNH, k_BSKH, v_BSKH, mask_BTS, cfg.attn_softcap)
+      blocks = attention_lib.query_blocks(q_BTNH.shape[1]) if cache is None else 1
+      enc_BTNH = attention_lib.causal_xla_attention(q_BTNH, k_BSKH, v_BSKH, mask_BTS,
+                                                    cfg.attn_softcap, self.window, blocks)
     out_BTD = projection(cfg, "attn/attn_vec_einsum/w", self.lora, "attn_vec_einsum")(enc_BTNH)
     return out_BTD, new_cache
 

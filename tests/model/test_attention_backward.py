@@ -71,7 +71,7 @@ def test_custom_backward_equals_autodiff_of_plain_attention(heads, kv_heads, win
 
 def test_train_step_keeps_one_score_block_per_layer(monkeypatch):
   """XLA's own temp size for a 4-layer model's loss and gradients: with the custom backward,
-  at least two [B, K, T, G, S] blocks per layer fewer than with autodiff of the same core."""
+  at least two score blocks per layer fewer than with autodiff of the same core."""
   cfg = config_lib.preset("tiny_gemma2")
   cfg.num_layers, cfg.loss_chunk = 4, 64
   B, T = 2, 512
@@ -88,8 +88,43 @@ def test_train_step_keeps_one_score_block_per_layer(monkeypatch):
       return total / n
     return jax.jit(jax.grad(loss)).lower(params).compile().memory_analysis().temp_size_in_bytes
 
+  monkeypatch.setattr(attention, "query_blocks", lambda seq_len: 1)  # whole [T, T] blocks
   ours = temp()
   monkeypatch.setattr(attention, "_core", attention._core.fun)  # plain autodiff
   autodiff = temp()
   block = B * cfg.num_heads * T * T * 4
   assert autodiff - ours > 2 * cfg.num_layers * block, (autodiff, ours, block)
+
+
+@pytest.mark.parametrize("window", [None, 20])
+def test_query_blocks_equal_the_whole_square_on_real_rows(window, assert_close):
+  """causal_xla_attention (4 query blocks, each over the keys it can see by index) equals
+  xla_attention over the whole square, forward and gradients, on packed rows with padding;
+  with a window, the first key a block keeps is visible from its first query (tight)."""
+  rng = np.random.default_rng(1)
+  B, T, N, K, H, blocks = 2, 64, 4, 2, 8, 4
+  q = jnp.asarray(rng.normal(size=(B, T, N, H)) * 2, jnp.float32)
+  k = jnp.asarray(rng.normal(size=(B, T, K, H)), jnp.float32)
+  v = jnp.asarray(rng.normal(size=(B, T, K, H)), jnp.float32)
+  seg = np.ones((B, T), np.int32)
+  seg[0, 40:] = 2
+  seg[1, 58:] = 0
+  pos = np.zeros((B, T), np.int32)
+  for b in range(B):
+    for t in range(1, T):
+      pos[b, t] = pos[b, t - 1] + 1 if seg[b, t] == seg[b, t - 1] else 0
+  mask = attention.attention_mask(pos, seg, pos, seg, window)
+  if window is not None:
+    t0 = 3 * T // blocks
+    assert bool(jnp.any(mask[:, t0, t0 - window + 1])) and not bool(jnp.any(mask[:, t0, :t0 - window + 1]))
+  real = jnp.asarray(seg > 0)[:, :, None, None]
+  w_out = jnp.asarray(rng.normal(size=(B, T, N, H)), jnp.float32)
+  whole = lambda q, k, v: attention.xla_attention(q, k, v, mask, 5.0)
+  blocked = lambda q, k, v: attention.causal_xla_attention(q, k, v, mask, 5.0, window, blocks)
+  assert_close(jnp.where(real, blocked(q, k, v), 0), jnp.where(real, whole(q, k, v), 0), REL,
+               "forward")
+  loss = lambda fn: (lambda q, k, v: jnp.sum(jnp.where(real, fn(q, k, v) * w_out, 0)))
+  for name, a, e in zip("qkv", jax.grad(loss(blocked), argnums=(0, 1, 2))(q, k, v),
+                        jax.grad(loss(whole), argnums=(0, 1, 2))(q, k, v)):
+    assert_close(a, e, REL, f"d{name}")
+  assert attention.query_blocks(512) == 4 and attention.query_blocks(100) == 1
