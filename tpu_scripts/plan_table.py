@@ -86,6 +86,13 @@ def compile_row(name: str, config: str, overrides: list[str], topology: str,
   return row
 
 
+def _largest(r: dict) -> str:
+  """The largest-batch cell: the batch, "none fits" (searched, nothing fit) or "not searched"."""
+  if "largest_batch" not in r:
+    return "not searched"
+  return str(r["largest_batch"]) if r["largest_batch"] else "none fits"
+
+
 def render(results: dict[str, dict]) -> str:
   """The Markdown table for every row with a result."""
   head = ("| row | mode | global batch x seq | per chip: args / temp / total GiB | verdict "
@@ -111,7 +118,7 @@ def render(results: dict[str, dict]) -> str:
         f"| {r['flops'] / 1e12:.1f} | {r['tokens_per_s']:,.0f} "
         f"| {r['hours_per_epoch']:.2f} / {r['hours_per_epoch'] / REAL:.2f} "
         f"| {r['epochs_in_budget'] * REAL:.1f} "
-        f"| {r.get('largest_batch') or 'not searched'} |")
+        f"| {_largest(r)} |")
   foot = "".join(f"\n(note) {n}\n" for n in notes)
   return head + "\n".join(body) + "\n" + foot
 
