@@ -8,12 +8,16 @@
 
 Each row runs `jax-sft plan --json` in its own process (a full-size compile holds several
 GB) and its JSON line is kept in docs/tpu_plan.jsonl, keyed by row name, so rows can be
-refreshed one at a time. The table goes between the plan-table markers in docs/tpu.md.
+refreshed one at a time, also from several invocations at once (a compile is mostly one
+core: on a 2-core machine two lanes of `--only` nearly halve the wall time). The table goes
+between the plan-table markers in docs/tpu.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -56,11 +60,27 @@ def load_results() -> dict[str, dict]:
   return {r["row"]: r for r in rows}
 
 
-def save_results(results: dict[str, dict]) -> None:
-  with open(RESULTS, "w", encoding="utf-8") as f:
-    for name, _, _ in ROWS:
-      if name in results:
-        f.write(json.dumps(results[name]) + "\n")
+@contextlib.contextmanager
+def _locked():
+  """Holds docs/tpu_plan.jsonl.lock: invocations compiling rows at once take turns to write."""
+  with open(RESULTS + ".lock", "w", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    yield
+
+
+def save_row(row: dict) -> dict[str, dict]:
+  """Adds one row to docs/tpu_plan.jsonl as it is on disk now (other invocations may have
+  added rows since this one started), through a temporary file; returns every row."""
+  with _locked():
+    results = load_results()
+    results[row["row"]] = row
+    tmp = RESULTS + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      for name, _, _ in ROWS:
+        if name in results:
+          f.write(json.dumps(results[name]) + "\n")
+    os.replace(tmp, RESULTS)
+  return results
 
 
 def compile_row(name: str, config: str, overrides: list[str], topology: str,
@@ -144,16 +164,16 @@ def main() -> int:
   p.add_argument("--runner", default="-m jax_sft.cli",
                  help="how to start the CLI under this Python (a wrapper script for testing)")
   args = p.parse_args()
-  results = load_results()
   if not args.render_only:
     for name, config, overrides in ROWS:
       if args.only and name not in args.only:
         continue
-      results[name] = compile_row(name, config, overrides, args.topology, args.runner.split(),
-                                  args.find_batch)
-      save_results(results)  # keep finished rows if a later one is interrupted
-  write_doc(render(results))
-  print(render(results))
+      save_row(compile_row(name, config, overrides, args.topology, args.runner.split(),
+                           args.find_batch))
+  with _locked():
+    table = render(load_results())  # with the rows other invocations added meanwhile
+    write_doc(table)
+  print(table)
   return 0
 
 

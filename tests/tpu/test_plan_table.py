@@ -52,3 +52,18 @@ def test_find_batch_row_keeps_the_configs_batch_and_the_largest_that_fits(tmp_pa
   plain = tmp_path / "plain_cli.py"
   plain.write_text("import json\nprint(json.dumps({'batch_size': 16, 'fits': False}))\n")
   assert "largest_batch" not in mod.compile_row("r", "c.yaml", [], "v5e-8", [str(plain)])
+
+
+def test_rows_saved_by_two_invocations_are_both_kept(tmp_path, monkeypatch):
+  """Two invocations compiling different rows at once: each save re-reads the file, so the
+  row the other one saved meanwhile is kept, and the file stays in ROWS order."""
+  mod = _module()
+  monkeypatch.setattr(mod, "RESULTS", str(tmp_path / "plan.jsonl"))
+  first, second = mod.ROWS[3][0], mod.ROWS[1][0]
+  mod.save_row({"row": first, "batch_size": 16})
+  everything = mod.save_row({"row": second, "batch_size": 8})
+  assert set(everything) == {first, second}
+  assert [r["row"] for r in mod.load_results().values()] == [second, first]
+  mod.save_row({"row": first, "batch_size": 32})  # a recompile replaces its row
+  assert mod.load_results()[first]["batch_size"] == 32
+  assert mod.load_results()[second]["batch_size"] == 8
