@@ -9,8 +9,8 @@
 Each row runs `jax-sft plan --json` in its own process (a full-size compile holds several
 GB) and its JSON line is kept in docs/tpu_plan.jsonl, keyed by row name, so rows can be
 refreshed one at a time, also from several invocations at once (a compile is mostly one
-core: on a 2-core machine two lanes of `--only` nearly halve the wall time). The table goes
-between the plan-table markers in docs/tpu.md.
+core, but a 1B-2B compile holds 10-14 GB of host memory: run lanes side by side only where
+the memory is there). The table goes between the plan-table markers in docs/tpu.md.
 """
 
 from __future__ import annotations
@@ -96,8 +96,11 @@ def compile_row(name: str, config: str, overrides: list[str], topology: str,
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
   plans = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
   if not plans:
-    return {"row": name, "config": config, "overrides": overrides,
-            "error": (out.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    if out.returncode < 0:  # the kernel's OOM killer sends SIGKILL and leaves no message
+      error = f"killed by signal {-out.returncode} (SIGKILL: out of host memory?)"
+    else:
+      error = (out.stderr.strip().splitlines() or ["no output"])[-1][:300]
+    return {"row": name, "config": config, "overrides": overrides, "error": error}
   row = dict(plans[0] if find_batch else plans[-1], row=name, config=config,
              overrides=overrides)
   if find_batch:

@@ -67,3 +67,20 @@ def test_rows_saved_by_two_invocations_are_both_kept(tmp_path, monkeypatch):
   mod.save_row({"row": first, "batch_size": 32})  # a recompile replaces its row
   assert mod.load_results()[first]["batch_size"] == 32
   assert mod.load_results()[second]["batch_size"] == 8
+
+
+def test_a_killed_compile_is_named_as_such(tmp_path):
+  """A compile the OOM killer stops leaves only libtpu's warnings on stderr: the row says it
+  was killed instead of quoting the last warning."""
+  mod = _module()
+  fake = tmp_path / "killed_cli.py"
+  fake.write_text("import os, signal, sys\n"
+                  "print('W0000 libtpu_init_utils.cc:327 some warning', file=sys.stderr)\n"
+                  "sys.stderr.flush()\n"
+                  "os.kill(os.getpid(), signal.SIGKILL)\n")
+  row = mod.compile_row("r", "c.yaml", [], "v5e-8", [str(fake)])
+  assert row["error"].startswith("killed by signal 9"), row
+  failing = tmp_path / "failing_cli.py"
+  failing.write_text("import sys\nsys.exit('c.yaml: train.batch_size must be positive')\n")
+  assert mod.compile_row("r", "c.yaml", [], "v5e-8", [str(failing)])["error"] == \
+      "c.yaml: train.batch_size must be positive"
