@@ -47,6 +47,15 @@ class ModelConfig:
   # interpret mode off a TPU), auto = splash when compiling for TPU (model/attention.py).
   attention: AttentionImpl = AttentionImpl.auto
   loss_chunk: int = 0  # positions per loss chunk; 0 = one chunk (full logits)
+  # > 0: the loss chunk in tokens per device instead (positions = this / rows per device,
+  # at least 1), so a chunk's [rows, positions, V] logits stay the same size at any batch.
+  loss_chunk_tokens: int = 0
+
+  def loss_chunk_positions(self, rows_per_device: int) -> int:
+    """Positions per loss chunk for a step with `rows_per_device` rows on each device."""
+    if self.loss_chunk_tokens <= 0:
+      return self.loss_chunk
+    return max(1, self.loss_chunk_tokens // max(1, rows_per_device))
 
   def layer_types(self) -> list[str]:
     """The attention type of every layer, "local" or "global"."""

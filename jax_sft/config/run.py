@@ -160,6 +160,9 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     bad("model.attention_types", str(e))
   if m.num_heads % m.num_kv_heads:
     bad("model.num_kv_heads", f"{m.num_kv_heads} does not divide num_heads={m.num_heads}")
+  for key in ("loss_chunk", "loss_chunk_tokens"):
+    if getattr(m, key) < 0:
+      bad(f"model.{key}", f"{getattr(m, key)} is negative (0 = not set)")
   if cfg.lora.rank <= 0:
     bad("lora.rank", "must be positive")
   if not cfg.lora.targets:

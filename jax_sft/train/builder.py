@@ -23,6 +23,7 @@ from jax_sft.config import Objective
 from jax_sft.model.gemma import Transformer
 from jax_sft.train import data_feed
 from jax_sft.train import grpo_step
+from jax_sft.train import mesh as mesh_lib
 from jax_sft.train import optimizer as opt_lib
 from jax_sft.train import state as state_lib
 from jax_sft.train import step as step_lib
@@ -120,7 +121,8 @@ def build(cfg: config_lib.Config, mesh: Mesh, total_steps: int) -> Trainer:
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, cfg.model, tx, schedule, lora=lora,
                                grad_accum=cfg.train.grad_accum,
-                               stochastic_rounding=cfg.train.stochastic_rounding),
+                               stochastic_rounding=cfg.train.stochastic_rounding,
+                               ways=mesh_lib.batch_parallelism(mesh)),
       mesh, state_sh, frozen_sh, cfg.train.xla_opt_level)
   eval_step = step_lib.make_eval_step(model, cfg.model, mesh, state_sh.params, frozen_sh,
                                       lora=lora, xla_opt_level=cfg.train.xla_opt_level)

@@ -28,8 +28,9 @@ Batch = Mapping[str, jax.Array]
 
 
 def loss_terms(model, model_cfg: ModelConfig, params: PyTree, lora: PyTree | None,
-               batch: Batch) -> tuple[jax.Array, jax.Array]:
-  """(sum of token CE over loss_mask, number of loss tokens) for one batch."""
+               batch: Batch, ways: int = 1) -> tuple[jax.Array, jax.Array]:
+  """(sum of token CE over loss_mask, number of loss tokens) for one batch split `ways` ways
+  over the devices (which sets the loss chunk under model.loss_chunk_tokens)."""
   compute = jnp.dtype(model_cfg.compute_dtype)
   if compute != jnp.dtype(model_cfg.param_dtype):
     # Cast the (sharded) master weights once, before FSDP gathers them: the gathers, and
@@ -44,7 +45,8 @@ def loss_terms(model, model_cfg: ModelConfig, params: PyTree, lora: PyTree | Non
                            batch["segment_ids"], return_hidden=True)
   return chunked_cross_entropy(
       hidden_BTD, params["embedder"]["input_embedding"], batch["targets"],
-      batch["loss_mask"], chunk=model_cfg.loss_chunk, final_softcap=model_cfg.final_softcap)
+      batch["loss_mask"], final_softcap=model_cfg.final_softcap,
+      chunk=model_cfg.loss_chunk_positions(batch["inputs"].shape[0] // ways))
 
 
 def _grad_dtype(x) -> jnp.dtype:
@@ -70,9 +72,10 @@ def compiler_options(xla_opt_level: int) -> dict | None:
 
 def make_train_step(model, model_cfg: ModelConfig, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, *, lora: bool, grad_accum: int = 1,
-                    stochastic_rounding: bool = True
+                    stochastic_rounding: bool = True, ways: int = 1
                     ) -> Callable[[TrainState, PyTree, Batch], tuple[TrainState, dict]]:
-  """The un-jitted step; `jit_train_step` compiles it with shardings.
+  """The un-jitted step; `jit_train_step` compiles it with shardings. `ways`: how many ways
+  the batch is split over devices (mesh.batch_parallelism).
 
   Gradients are accumulated and applied in float32 whatever the stored dtype; a 16-bit
   state is written back with stochastic rounding (precision.py).
@@ -80,7 +83,7 @@ def make_train_step(model, model_cfg: ModelConfig, tx: optax.GradientTransformat
 
   def micro_loss(trainable, frozen, micro):
     params, adapters = (frozen, trainable) if lora else (trainable, None)
-    loss_sum, count = loss_terms(model, model_cfg, params, adapters, micro)
+    loss_sum, count = loss_terms(model, model_cfg, params, adapters, micro, ways)
     return loss_sum, count
 
   grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
@@ -137,7 +140,8 @@ def make_eval_step(model, model_cfg: ModelConfig, mesh: Mesh, params_sh: PyTree,
 
   def eval_step(trainable, frozen, batch):
     params, adapters = (frozen, trainable) if lora else (trainable, None)
-    return loss_terms(model, model_cfg, params, adapters, batch)
+    return loss_terms(model, model_cfg, params, adapters, batch,
+                      mesh_lib.batch_parallelism(mesh))
 
   return jax.jit(in_mesh(eval_step, mesh), in_shardings=(params_sh, frozen_sh, mesh_lib.batch_sharding(mesh)),
                  out_shardings=replicated(mesh), compiler_options=compiler_options(xla_opt_level))
