@@ -137,9 +137,10 @@ wait_active() {
 do_setup() {
   local tarball
   tarball="$(mktemp -d)/jax_sft.tar.gz"
-  # The working tree as it is (uncommitted edits included), without venvs and caches.
+  # The working tree as it is (uncommitted edits included), without venvs and caches (the
+  # compilation cache of configs/base.yaml, jax_cache/, grows by GBs; each worker fills its own).
   run tar -C "$REPO_DIR" --exclude=.venv --exclude=.git --exclude=runs --exclude=data_cache \
-    --exclude=__pycache__ -czf "$tarball" .
+    --exclude=jax_cache --exclude=.jax_cache --exclude=__pycache__ -czf "$tarball" .
   run gcloud compute tpus tpu-vm scp "$tarball" "$NAME:jax_sft.tar.gz" "${GCLOUD_COMMON[@]}" --worker=all
   # shellcheck disable=SC2016
   on_workers all 'set -e; rm -rf "$HOME/jax_sft"; mkdir -p "$HOME/jax_sft"; tar -xzf "$HOME/jax_sft.tar.gz" -C "$HOME/jax_sft"; python3 -m venv "$HOME/venv"; . "$HOME/venv/bin/activate"; pip install -q --upgrade pip; pip install -q -e "$HOME/jax_sft[tpu]"'

@@ -237,3 +237,33 @@ def test_pruning_drops_what_can_be_rebuilt_first_and_keeps_the_preferred():
   assert _plan(big, 20, "checkpoint") == ["cache", "data", "s1", "s2"]
   # Only as much as needed: the cache alone makes room.
   assert _plan(sizes, 40, "checkpoint") == ["cache"]
+
+
+def test_cloud_setup_uploads_the_tree_without_caches(stand_ins, tmp_path):
+  """`setup` tars the working tree for the workers, leaving out venvs, runs, data and the
+  compilation cache (configs/base.yaml's jax_cache/ reached 1.4 GB in a working tree)."""
+  import shutil
+  import tarfile
+  env, calls = stand_ins
+  repo = tmp_path / "repo"
+  (repo / "tpu_scripts").mkdir(parents=True)
+  shutil.copy(CLOUD, repo / "tpu_scripts" / "cloud_tpu.sh")
+  for kept in ("pyproject.toml", "jax_sft/cli.py", "configs/base.yaml"):
+    (repo / kept).parent.mkdir(parents=True, exist_ok=True)
+    (repo / kept).write_text("x")
+  for dropped in ("jax_cache/entry", ".jax_cache/entry", ".venv/bin/python", "runs/r/ckpt",
+                  "data_cache/rows", "jax_sft/__pycache__/cli.pyc"):
+    (repo / dropped).parent.mkdir(parents=True, exist_ok=True)
+    (repo / dropped).write_text("x")
+  out = subprocess.run(["bash", str(repo / "tpu_scripts" / "cloud_tpu.sh"), "--name", "x",
+                        "--zone", "z", "--config", "c.yaml", "setup"],
+                       env=env, capture_output=True, text=True, check=False, timeout=60)
+  assert out.returncode == 0, out.stderr
+  scp = next(c for c in calls() if c[0] == "gcloud" and "scp" in c)
+  tarball = next(a for a in scp if a.endswith(".tar.gz"))
+  with tarfile.open(tarball) as t:
+    names = {os.path.normpath(n) for n in t.getnames()}
+  assert {"pyproject.toml", "jax_sft/cli.py", "configs/base.yaml",
+          "tpu_scripts/cloud_tpu.sh"} <= names
+  assert not [n for n in names if n.split("/")[0] in
+              ("jax_cache", ".jax_cache", ".venv", "runs", "data_cache") or "__pycache__" in n]
