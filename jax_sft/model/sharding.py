@@ -43,7 +43,6 @@ PARAM_RULES: tuple[tuple[str, Any], ...] = tuple(
     for name, axes in RULES if name != "batch")
 
 
-
 # LoRA adapters: not split over the batch axes. Their weight gradients are then a local matmul
 # and an all-reduce of a few MB. Sharded like their weights (over fsdp), every adapter's
 # gradient was a reduce-scatter that libtpu ran as a windowed einsum over per-row slices of
